@@ -1,0 +1,126 @@
+"""The soccer game as a PettingZoo `ParallelEnv` (one match, numpy backend of the same engine)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import EzPickle
+from pettingzoo import ParallelEnv
+
+from .config import ACTION_NAMES, NUM_ACTIONS, SoccerConfig
+from .soccer import MASK32, SoccerEngine
+
+
+class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming convention)
+    """Simultaneous-move soccer; see `marl_grpo.envs.soccer_v0` for the full documentation."""
+
+    metadata = {
+        "render_modes": ["human", "rgb_array"],
+        "name": "soccer_v0",
+        "is_parallelizable": True,
+        "render_fps": 20,
+    }
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any):
+        EzPickle.__init__(self, render_mode=render_mode, **kwargs)
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode={render_mode!r} is invalid: expected None, 'human' or 'rgb_array'")
+        self.config = SoccerConfig.from_kwargs(**kwargs)
+        self.render_mode = render_mode
+        self.engine = SoccerEngine(self.config, num_envs=1, backend="numpy")
+        self.possible_agents = self.config.agents
+        self.agents: list[str] = []
+        self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
+        D = self.config.obs_dim
+        self._observation_spaces = {a: spaces.Box(-np.inf, np.inf, (D,), np.float32) for a in self.possible_agents}
+        self._action_spaces = {a: spaces.Discrete(NUM_ACTIONS) for a in self.possible_agents}
+        self.state_space = spaces.Box(-np.inf, np.inf, (self.config.state_dim,), np.float32)
+        self._seeded = False
+        self._renderer = None
+
+    # Spaces are built once, so the same object comes back on every call (PettingZoo's api_test checks).
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self._observation_spaces[self._check_agent(agent)]
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        return self._action_spaces[self._check_agent(agent)]
+
+    def _check_agent(self, agent: str) -> str:
+        if agent not in self._index:
+            raise KeyError(f"unknown agent {agent!r}; the agents are {self.possible_agents}")
+        return agent
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is None and not self._seeded:
+            seed = int(np.random.SeedSequence().entropy) & MASK32
+        if seed is not None:
+            self.engine.reset(seed)
+            self._seeded = True
+        else:  # a new match on the same random stream
+            self.engine.reset_where(np.ones(1, dtype=bool))
+        self.agents = self.possible_agents[:]
+        obs = self.engine.observe()[0]
+        if self.render_mode == "human":
+            self.render()
+        return {a: obs[i] for i, a in enumerate(self.agents)}, {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]):
+        if not self.agents:
+            raise RuntimeError("the match is over (or was never started): call reset() before step()")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise KeyError(f"no action given for agent(s) {missing}")
+        values = []
+        for agent in self.agents:
+            action = actions[agent]
+            if not (isinstance(action, (int, np.integer)) or (isinstance(action, np.ndarray) and action.shape == ()
+                                                               and np.issubdtype(action.dtype, np.integer))):
+                raise TypeError(f"action for {agent!r} must be an int in [0, {NUM_ACTIONS - 1}], got {action!r}")
+            if not 0 <= int(action) < NUM_ACTIONS:
+                raise ValueError(
+                    f"action {int(action)} for {agent!r} is outside the action space: "
+                    f"expected an int in [0, {NUM_ACTIONS - 1}] ({', '.join(ACTION_NAMES)})"
+                )
+            values.append(int(action))
+        rewards, components, terminated, truncated = self.engine.step(np.array([values], dtype=np.int64))
+        obs = self.engine.observe()[0]
+        reward_list = rewards[0].tolist()
+        component_lists = {name: value[0].tolist() for name, value in components.items()}
+        term, trunc = bool(terminated[0]), bool(truncated[0])
+        score = self.engine.state["score"][0].tolist()
+        agents = self.agents
+        observations = {a: obs[i] for i, a in enumerate(agents)}
+        rewards_d = {a: reward_list[i] for i, a in enumerate(agents)}
+        terminations = {a: term for a in agents}
+        truncations = {a: trunc for a in agents}
+        infos = {
+            a: {"reward_components": {name: values[i] for name, values in component_lists.items()}, "score": score}
+            for i, a in enumerate(agents)
+        }
+        if term or trunc:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return observations, rewards_d, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        """Global state [state_dim] (world frame) for a centralized critic."""
+        return self.engine.global_state()[0]
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gymnasium.logger.warn("render() was called without a render_mode; pass render_mode='rgb_array' or 'human'")
+            return None
+        if self._renderer is None:
+            from .render import SoccerRenderer
+
+            self._renderer = SoccerRenderer(self.config, render_mode=self.render_mode, fps=self.metadata["render_fps"])
+        return self._renderer.render(self.engine.frame(0))
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

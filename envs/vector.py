@@ -1,0 +1,149 @@
+"""`SoccerVecEnv`: thousands of matches stepped as one batch of torch tensors, with auto-reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from .backend import resolve_device
+from .config import NUM_ACTIONS, SoccerConfig
+from .soccer import SoccerEngine
+
+
+class SoccerVecEnv:
+    """`num_envs` soccer matches on one device, every agent of every match at once.
+
+    Shapes: B = `num_envs`, N = `num_agents` (blue slots then red), D = `obs_dim`.
+
+    - `reset(seed) -> obs [B, N, D]`; match b uses the random stream of `seed + b`, so match 0
+      replays exactly what `soccer_v0.parallel_env().reset(seed=seed)` plays.
+    - `step(actions [B, N]) -> obs, rewards [B, N], terminated [B], truncated [B], infos`.
+      A match that ends is reset within the same step; `obs` is then the new kickoff and
+      `infos` keeps what ended, valid where `terminated | truncated`:
+        `final_obs` [B, N, D], `episode_return` [B, N], `episode_length` [B],
+        `final_score` [B, 2] (blue, red).
+      Every step, `infos["reward_components"]` maps each reward component to [B, N] (weighted,
+      summing to `rewards`), and `infos["score"]` is the running score [B, 2].
+    - `state() -> [B, state_dim]` is the global (unmirrored) state for a centralized critic.
+    - `branch(src_idx, group_size)` turns the batch into `group_size` copies of each chosen match.
+
+    Keyword arguments other than those below are `SoccerConfig` fields; a misspelt one raises.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 20, "name": "soccer_vec_v0"}
+
+    def __init__(self, num_envs: int = 1024, device: Any = "auto", render_mode: str | None = None,
+                 check_actions: bool = True, **kwargs: Any):
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode={render_mode!r} is invalid: expected None, 'rgb_array' or 'human'")
+        self.config = SoccerConfig.from_kwargs(**kwargs)
+        self.device = resolve_device(device)
+        self.engine = SoccerEngine(self.config, num_envs, backend="torch", device=self.device)
+        self.num_envs = num_envs
+        self.num_agents = self.config.num_agents
+        self.agents = self.config.agents
+        self.render_mode = render_mode
+        self.check_actions = check_actions
+        D = self.config.obs_dim
+        self.single_observation_space = spaces.Box(-np.inf, np.inf, (D,), np.float32)
+        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (num_envs, self.num_agents, D), np.float32)
+        self.action_space = spaces.MultiDiscrete(np.full((num_envs, self.num_agents), NUM_ACTIONS))
+        self._episode_return = torch.zeros(num_envs, self.num_agents, device=self.device)
+        self._renderer = None
+
+    @property
+    def obs_dim(self) -> int:
+        return self.config.obs_dim
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy) & 0xFFFFFFFF
+        self.engine.reset(seed)
+        self._episode_return = torch.zeros_like(self._episode_return)
+        return self.engine.observe()
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        actions = torch.as_tensor(actions, device=self.device)
+        if self.check_actions:
+            self.engine.check_actions(actions)
+        rewards, components, terminated, truncated = self.engine.step(actions)
+        # out of place, so that tensors handed out in infos are never changed afterwards
+        self._episode_return = self._episode_return + rewards
+        obs = self.engine.observe()
+        score = self.engine.state["score"]
+        infos: dict[str, Any] = {
+            "reward_components": components,
+            "score": score,
+            "final_obs": obs,
+            "final_score": score,
+            "episode_return": self._episode_return,
+            "episode_length": self.engine.state["t"],
+        }
+        done = terminated | truncated
+        if bool(done.any()):
+            self.engine.reset_where(done)
+            self._episode_return = torch.where(done[:, None], 0.0, self._episode_return)
+            obs = self.engine.observe()
+            infos["score"] = self.engine.state["score"]
+        if self.render_mode == "human":
+            self.render()
+        return obs, rewards, terminated, truncated, infos
+
+    def state(self) -> torch.Tensor:
+        return self.engine.global_state()
+
+    def branch(self, src_idx: Any, group_size: int) -> torch.Tensor:
+        """Fill the batch with `group_size` copies of each match in `src_idx`; returns the new obs.
+
+        Afterwards slots `i*group_size ... i*group_size + group_size - 1` hold copies of match
+        `src_idx[i]`: positions, velocities, clock, score, last touch, the random stream and the
+        running episode return. This is what GRPO rollout groups are made of.
+        """
+        src = torch.as_tensor(src_idx, device=self.device).reshape(-1)
+        if src.dtype.is_floating_point or src.dtype == torch.bool:
+            raise TypeError(f"src_idx must hold integer match indices, got dtype {src.dtype}")
+        if not isinstance(group_size, int) or group_size < 1:
+            raise ValueError(f"group_size={group_size!r} is invalid: expected an int >= 1")
+        if src.numel() * group_size != self.num_envs:
+            raise ValueError(
+                f"len(src_idx) * group_size must equal num_envs={self.num_envs}, "
+                f"got {src.numel()} * {group_size} = {src.numel() * group_size}"
+            )
+        if src.numel() and (int(src.min()) < 0 or int(src.max()) >= self.num_envs):
+            raise ValueError(f"src_idx must lie in [0, {self.num_envs - 1}], got {src.tolist()}")
+        index = src.long().repeat_interleave(group_size)
+        self.engine.state = {k: v[index] for k, v in self.engine.state.items()}
+        self.engine.kicking = self.engine.kicking[index]
+        self._episode_return = self._episode_return[index]
+        return self.engine.observe()
+
+    def get_state(self) -> dict[str, torch.Tensor]:
+        """A snapshot of every match (restore it with `set_state`)."""
+        snapshot = self.engine.get_state()
+        snapshot["episode_return"] = self._episode_return.clone()
+        return snapshot
+
+    def set_state(self, snapshot: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.engine.set_state(snapshot)
+        if "episode_return" in snapshot:
+            self._episode_return = snapshot["episode_return"].clone()
+        return self.engine.observe()
+
+    def render(self, index: int = 0) -> np.ndarray | None:
+        """Draw match `index` (an RGB array for `rgb_array`, a window for `human`)."""
+        if self.render_mode is None:
+            raise ValueError("render() needs render_mode='rgb_array' or 'human' at construction")
+        if self._renderer is None:
+            from .render import SoccerRenderer
+
+            self._renderer = SoccerRenderer(self.config, render_mode=self.render_mode, fps=self.metadata["render_fps"])
+        return self._renderer.render(self.engine.frame(index))
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
