@@ -116,8 +116,7 @@ class SoccerVecEnv:
         if src.numel() and (int(src.min()) < 0 or int(src.max()) >= self.num_envs):
             raise ValueError(f"src_idx must lie in [0, {self.num_envs - 1}], got {src.tolist()}")
         index = src.long().repeat_interleave(group_size)
-        self.engine.state = {k: v[index] for k, v in self.engine.state.items()}
-        self.engine.kicking = self.engine.kicking[index]
+        self.engine.take(index)
         self._episode_return = self._episode_return[index]
         return self.engine.observe()
 

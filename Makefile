@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine (see README):
+#   make demo   set up .venv and play a recorded scripted match
+#   make test   set up .venv and run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export SDL_VIDEODRIVER ?= dummy
+export PYGAME_HIDE_SUPPORT_PROMPT := 1
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# torch is pinned (constraints.txt) so pip takes the local CPU build instead of CUDA wheels.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,video]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/marl-grpo demo --out runs/demo/match.gif
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
+	$(BIN)/marl-grpo bench env
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

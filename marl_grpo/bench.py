@@ -1,0 +1,145 @@
+"""Environment throughput benchmarks, with peers measured in the same run when installed.
+
+    marl-grpo bench env          # or: python scripts/bench_env.py
+
+Figures are medians of `repeats` timed runs after a warm-up. The machines this runs on are
+shared and noisy: compare the ratios printed here (measured side by side), not absolute times.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from marl_grpo.envs import NUM_ACTIONS, SoccerVecEnv, soccer_v0
+
+
+@dataclass
+class EnvBenchConfig:
+    """Settings of `marl-grpo bench env`."""
+
+    threads: int = 2
+    """torch CPU threads (the project's reference machine has 2 cores)"""
+    device: str = "cpu"
+    """device of the vector env: cpu, cuda or auto"""
+    num_envs: int = 4096
+    """matches in the headline vector-env figure (3v3)"""
+    sweep_envs: int = 1024
+    """matches in the 1v1 / 5v5 / 11v11 sweep"""
+    steps: int = 100
+    """timed vector-env steps per run"""
+    pz_steps: int = 5000
+    """timed PettingZoo env steps per run"""
+    repeats: int = 3
+    """timed runs per figure; the median is reported"""
+    peers: bool = True
+    """also measure VMAS football and MPE2 simple_spread when they are installed"""
+
+
+def _median_rate(run: Callable[[], float], repeats: int) -> float:
+    run()  # warm-up
+    return statistics.median(run() for _ in range(repeats))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def vec_env_rate(team_size: int, num_envs: int, steps: int, repeats: int, device: str = "cpu") -> float:
+    """Agent-steps per second of `SoccerVecEnv` under uniformly random actions (auto-reset included)."""
+    env = SoccerVecEnv(num_envs=num_envs, device=device, team_size=team_size)
+    env.reset(seed=0)
+    gen = torch.Generator(device=env.device).manual_seed(0)
+    actions = torch.randint(0, NUM_ACTIONS, (16, num_envs, env.num_agents), generator=gen, device=env.device)
+
+    def run() -> float:
+        _sync(env.device)
+        start = time.perf_counter()
+        for i in range(steps):
+            env.step(actions[i % 16])
+        _sync(env.device)
+        return steps * num_envs * env.num_agents / (time.perf_counter() - start)
+
+    return _median_rate(run, repeats)
+
+
+def pettingzoo_rate(make_env: Callable[[], object], steps: int, repeats: int) -> float:
+    """Env-steps per second of a PettingZoo ParallelEnv under random actions, resets included."""
+    env = make_env()
+    rng = np.random.default_rng(0)
+
+    def run() -> float:
+        env.reset(seed=0)
+        spaces = {a: env.action_space(a).n for a in env.possible_agents}
+        start = time.perf_counter()
+        for _ in range(steps):
+            env.step({a: int(rng.integers(spaces[a])) for a in env.agents})
+            if not env.agents:
+                env.reset()
+        return steps / (time.perf_counter() - start)
+
+    return _median_rate(run, repeats)
+
+
+def vmas_football_rate(num_envs: int, steps: int, repeats: int, device: str = "cpu") -> float:
+    """Agent-steps/s of VMAS `football`, 3v3 with all six players policy-driven, random actions."""
+    import vmas
+
+    env = vmas.make_env("football", num_envs=num_envs, device=device, continuous_actions=True,
+                        n_blue_agents=3, n_red_agents=3, ai_red_agents=False, ai_blue_agents=False,
+                        dict_spaces=False, seed=0)
+    env.reset()
+    actions = [env.get_random_action(agent) for agent in env.agents]
+
+    def run() -> float:
+        _sync(torch.device(device))
+        start = time.perf_counter()
+        for _ in range(steps):
+            env.step(actions)
+        _sync(torch.device(device))
+        return steps * num_envs * len(env.agents) / (time.perf_counter() - start)
+
+    return _median_rate(run, repeats)
+
+
+def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
+    """Print and return every figure of the env benchmark."""
+    torch.set_num_threads(cfg.threads)
+    results: dict[str, float] = {}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {cfg.device}")
+
+    rate = vec_env_rate(3, cfg.num_envs, cfg.steps, cfg.repeats, cfg.device)
+    results["vec_3v3"] = rate
+    print(f"SoccerVecEnv 3v3, {cfg.num_envs} envs, random actions: {rate / 1e6:.2f}M agent-steps/s")
+    if cfg.peers and importlib.util.find_spec("vmas") is not None:
+        peer = vmas_football_rate(cfg.num_envs, max(cfg.steps // 4, 10), cfg.repeats, cfg.device)
+        results["vmas_football_3v3"] = peer
+        print(f"VMAS football 3v3 (all policy-driven), {cfg.num_envs} envs: {peer / 1e6:.2f}M agent-steps/s"
+              f"  -> ratio {rate / peer:.1f}x")
+    else:
+        print("VMAS not installed (pip install vmas) - peer figure skipped")
+
+    rate = pettingzoo_rate(lambda: soccer_v0.parallel_env(team_size=2), cfg.pz_steps, cfg.repeats)
+    results["pz_2v2"] = rate
+    print(f"soccer_v0.parallel_env 2v2, one env: {rate / 1e3:.1f}k env-steps/s")
+    if cfg.peers and importlib.util.find_spec("mpe2") is not None:
+        from mpe2 import simple_spread_v3
+
+        peer = pettingzoo_rate(lambda: simple_spread_v3.parallel_env(), cfg.pz_steps, cfg.repeats)
+        results["mpe2_simple_spread"] = peer
+        print(f"MPE2 simple_spread_v3, one env: {peer / 1e3:.1f}k env-steps/s  -> ratio {rate / peer:.1f}x")
+    else:
+        print("MPE2 not installed (pip install mpe2) - peer figure skipped")
+
+    for team_size in (1, 5, 11):
+        rate = vec_env_rate(team_size, cfg.sweep_envs, cfg.steps, cfg.repeats, cfg.device)
+        results[f"vec_{team_size}v{team_size}"] = rate
+        print(f"SoccerVecEnv {team_size}v{team_size}, {cfg.sweep_envs} envs: {rate / 1e6:.2f}M agent-steps/s")
+    return results
