@@ -12,12 +12,22 @@ what it sees of its teammates, so every agent of every match decides in the same
 |---|---|
 | `RandomBot` | uniform random actions |
 | `ChaserBot` | every player chases the ball: it runs to a point behind the ball on the goal->ball line, then dribbles and kicks when the kick would go on target |
-| `TeamBot` | positional: the player nearest the ball attacks it as a chaser does, the one nearest its own goal among the rest guards the line from the ball to its goal, the others spread across the pitch in support |
+| `TeamBot` | positional: the player nearest the ball attacks it as a chaser does; a defender covers goal-side of the ball, a sweeper (3 a side and up) holds the line from its goal to the ball, the rest support on an arc behind the ball |
 
 `strength` in [0, 1] weakens a bot: each step, with probability `(1 - strength) / 2` an agent
 takes a uniformly random action, and with probability `(1 - strength) / 2` it repeats its
 previous action (a reaction delay). Each bot draws from its own `torch.Generator`, so a bot's
 actions depend only on its seed and the observations it is shown.
+
+    env = SoccerVecEnv(num_envs=200, team_size=2)
+    blue, red = make_bot("team", env.config, seed=1), make_bot("random", env.config, seed=2)
+    obs = env.reset(seed=0)
+    nb = env.config.n_blue
+    actions = torch.cat([blue.act(obs)[:, :nb], red.act(obs)[:, nb:]], 1)
+
+Measured at the default physics over 200 matches of 300 steps (wins-losses, goals per match):
+TeamBot vs RandomBot, 2v2: 200-0, 8.1 to 0.0; ChaserBot vs ChaserBot, 2v2: 90-81; TeamBot vs
+ChaserBot: 128-33 (2v2), 132-42 (3v3), 133-29 (5v5).
 """
 
 from __future__ import annotations
@@ -28,29 +38,40 @@ from typing import Any
 
 import torch
 
+from marl_grpo.envs.backend import resolve_device
 from marl_grpo.envs.config import KICK_ACTION, NUM_ACTIONS, SoccerConfig
 
 BOT_NAMES = ("random", "chaser", "team")
 
-# Steering and geometry, in half lengths and steps. Tuned by win rates on 2v2 and 3v3 (see
-# tests/test_bots.py); they depend on the default physics only through the config-derived
-# values below (player/ball radii, top speeds).
+# Tuning, in half lengths and steps. Chosen by win rates of 200 matches, 2v2 to 5v5, against
+# `ChaserBot` and `RandomBot` with the default physics (see tests/test_bots.py).
 ARRIVE_STEPS = 4.0
 """a player heading for a point wants to cover the gap in this many steps (capped at top speed)"""
 SPRINT_FACTOR = 1.0
-"""a sprinting player wants this multiple of top speed (drag costs speed every step)"""
-FUNNEL = 4.0
-"""an attacker off the goal-ball line by `e` aims `FUNNEL * e - contact` behind the ball on it"""
-DEFENDER_GAP = 0.12
-DEFENDER_MIN_DEPTH = 0.12
-SUPPORT_BEHIND = 0.15
-SUPPORT_WIDTH = 0.7
+"""a sprinting player wants this multiple of top speed"""
 STAY_FRACTION = 0.5
-"""a player stays when its velocity is this fraction of one step's acceleration from the one it wants"""
+"""a player stays when its velocity is within this fraction of one step's acceleration of the
+one it wants"""
 BALL_LEAD_STEPS = 3.0
 """the ball is chased where it will be this many steps ahead (at most)"""
+FUNNEL = 4.0
+"""an attacker off the goal-ball line by `e` aims at the point `FUNNEL * e - contact` behind
+the ball on that line, so it closes in on the line as it closes in on the ball"""
 SHOT_MARGIN = 0.85
-"""a kick is taken if the straight ball path crosses the goal line within this fraction of the mouth"""
+"""a kick is taken if the straight ball path crosses the goal line within this fraction of the
+goal mouth"""
+DEFENDER_GAP = 0.12
+"""the defender stands this far goal-side of the ball, on the ball-own goal line"""
+DEFENDER_MIN_DEPTH = 0.12
+"""... but no closer than this to its own goal centre"""
+KEEPER_MIN_TEAM = 3
+"""teams at least this big also keep a sweeper back"""
+KEEPER_DEPTH = 0.35
+"""the sweeper stands this far out of its goal centre, on the line to the ball"""
+SUPPORT_RADIUS = 0.15
+"""supporters stand on an arc of this radius goal-side of the ball ..."""
+SUPPORT_ANGLE = 1.0
+"""... spread over this angle (radians) either side of straight back (-x) from the ball"""
 
 
 def direction_to_action(direction: torch.Tensor, stay_radius: float = 0.0) -> torch.Tensor:
@@ -125,7 +146,8 @@ class Bot:
         config: the match configuration (team sizes and geometry give the observation layout).
         strength: in [0, 1]; 1 is the best play, 0 half random actions and half repeats.
         seed: seeds the bot's own `torch.Generator`.
-        device: where the generator lives; actions are returned on the observations' device.
+        device: where the generator lives ("auto", "cpu", "cuda", ...); actions are returned
+            on the observations' device.
     """
 
     def __init__(self, config: SoccerConfig, strength: float = 1.0, seed: int = 0, device: Any = "cpu"):
@@ -136,7 +158,7 @@ class Bot:
         self.config = config
         self.strength = float(strength)
         self.seed = int(seed)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.seed)
         self._obs_dim = config.obs_dim
@@ -285,7 +307,7 @@ class _SteeringBot(Bot):
         # further off the line, the further behind the ball the aim point)
         approach = torch.maximum(FUNNEL * lateral.abs() - contact, torch.where(-along > 3.0 * contact, -0.5 * along, -contact))
         through = ball - d * approach
-        # level with the ball: to a point behind it
+        # behind the ball but off the line: to a point on the line behind it
         back = ball - d * behind
         # level with it or in front: round it on the own side, or the other if a wall is in the
         # way; first to a point beside the ball, then to one behind it and a little aside
@@ -314,18 +336,24 @@ class ChaserBot(_SteeringBot):
 
 
 class TeamBot(_SteeringBot):
-    """A positional team: one attacker, one defender, the rest in support.
+    """A positional team: an attacker, a defender, a sweeper (3 a side and up), supporters.
 
-    Roles are worked out by every agent from what it sees, so they agree across the team:
+    Every agent works out the roles of its whole team from what it sees (its teammates'
+    positions), so the team agrees on them without talking; slot order breaks ties.
 
-    - **attacker:** the player nearest the ball attacks it (as `ChaserBot` does);
-    - **defender:** of the others, the one nearest its own goal holds a point on the line from
-      the ball to its own goal centre, a short way out of goal, and clears the ball forward when
-      it reaches it;
-    - **support:** the rest spread over the pitch width at a fixed depth around the ball,
-      sorted by their y so that they do not cross, and clear or shoot when the ball comes.
+    - **attacker:** the player nearest the ball attacks it as `ChaserBot` does (approach from
+      behind on the goal-ball line, dribble, shoot when the kick would go in);
+    - **sweeper** (teams of `KEEPER_MIN_TEAM` or more): of the others, the one nearest its own
+      goal holds the line from its goal centre to the ball, `KEEPER_DEPTH` out of goal;
+    - **defender:** the next nearest its own goal covers the attacker: it stands on the
+      ball-own goal line, `DEFENDER_GAP` goal-side of the ball, ready for the ball the attacker
+      loses;
+    - **supporters:** the rest stand on an arc goal-side of the ball, spread by their order in
+      y so that they do not cross.
 
-    A team of one only attacks; a team of two has an attacker and a defender.
+    Everyone but the attacker kicks when the ball comes in reach and the kick would go on target
+    or clear it forward. A team of one only attacks; a team of two has an attacker and a
+    defender.
     """
 
     def decide(self, obs: torch.Tensor) -> torch.Tensor:
@@ -334,47 +362,40 @@ class TeamBot(_SteeringBot):
         team = torch.cat([view.pos[..., None, :], view.mates], -2)
         itself = torch.ones_like(view.slot, dtype=torch.bool)[..., None]
         present = torch.cat([itself, view.mates_present], -1)
-        # slot order breaks ties, so that teammates agree on the roles
         tie = 1e-5 * torch.cat([view.slot[..., None], view.mate_slots], -1).float()
         inf = torch.tensor(float("inf"), device=obs.device)
-
-        # attacker: nearest the ball
-        to_ball = torch.where(present, (team - view.ball[..., None, :]).norm(dim=-1) + tie, inf)
-        attacker = to_ball.argmin(-1, keepdim=True)
-        not_attacker = present.scatter(-1, attacker, False)
-        # defender: nearest the own goal among the others
         own_goal = torch.tensor([-1.0, 0.0], device=obs.device)
-        to_goal = torch.where(not_attacker, (team - own_goal).norm(dim=-1) + tie, inf)
-        defender = to_goal.argmin(-1, keepdim=True)
-        supporter = not_attacker.scatter(-1, defender, False)
-        is_attacker = attacker[..., 0] == 0
-        is_defender = (defender[..., 0] == 0) & ~is_attacker
-        # support: ranked by y (then slot), so that supporters spread without crossing
+
+        # roles: the attacker is nearest the ball; the others are ranked by distance to the own
+        # goal: rank 0 is the sweeper (if the team has one), the next the defender
+        to_ball = torch.where(present, (team - view.ball[..., None, :]).norm(dim=-1) + tie, inf)
+        others = present.scatter(-1, to_ball.argmin(-1, keepdim=True), False)
+        to_goal = torch.where(others, (team - own_goal).norm(dim=-1) + tie, inf)
+        goal_rank = (to_goal[..., None, :] < to_goal[..., :, None]).sum(-1)  # [..., K + 1]
+        sweepers = (present.sum(-1, keepdim=True) >= KEEPER_MIN_TEAM).long()  # 0 or 1
+        is_attacker = ~others[..., 0]
+        is_sweeper = others[..., 0] & (goal_rank[..., 0] < sweepers[..., 0])
+        is_defender = others[..., 0] & (goal_rank[..., 0] == sweepers[..., 0])
+        supporters = others & (goal_rank > sweepers)
+        # supporters are spread by their order in y (then slot), so that they do not cross
         y = team[..., 1] + tie
-        rank = (supporter & (y < y[..., :1])).sum(-1)
-        num_support = supporter.sum(-1)
+        support_rank = (supporters & (y < y[..., :1])).sum(-1)
+        spread = (support_rank + 1.0) / (supporters.sum(-1) + 1.0) * 2.0 - 1.0  # in (-1, 1)
 
         ball = self.ball_ahead(view)
-        actions = self.attack(view)
-
-        # defender: on the line from the ball to the own goal, a gap goal-side of the ball (but
-        # not inside the goal mouth); it engages the ball when it comes close, from goal side
         to_ball = ball - own_goal
-        dist = to_ball.norm(dim=-1, keepdim=True)
-        depth = (dist - DEFENDER_GAP).clamp(min=DEFENDER_MIN_DEPTH)
-        guard = own_goal + to_ball / dist.clamp(min=1e-6) * depth
-        defend = self.steer(view, guard)
-        defend = torch.where(self.clearance(view) | self.shot_on_target(view), KICK_ACTION, defend)
+        goalwards = to_ball / to_ball.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+        depth = (to_ball.norm(dim=-1, keepdim=True) - DEFENDER_GAP).clamp(min=DEFENDER_MIN_DEPTH)
+        defend = self.steer(view, own_goal + goalwards * depth)
+        sweep = self.steer(view, own_goal + goalwards * KEEPER_DEPTH)
+        angle = spread * SUPPORT_ANGLE
+        arc = torch.stack([-torch.cos(angle), torch.sin(angle)], -1) * SUPPORT_RADIUS
+        support = self.steer(view, self.on_pitch(ball + arc), target_vel=view.ball_vel)
 
-        # support: a line across the pitch, just behind the ball, between the penalty areas
-        spread = (rank.float() + 1.0) / (num_support.float() + 1.0) * 2.0 - 1.0
-        support_y = spread * SUPPORT_WIDTH * self.half_width
-        support_x = (ball[..., 0] - SUPPORT_BEHIND).clamp(-0.55, 0.6)
-        support = self.steer(view, torch.stack([support_x, support_y], -1))
-        support = torch.where(self.clearance(view) | self.shot_on_target(view), KICK_ACTION, support)
-
-        actions = torch.where(is_attacker, actions, torch.where(is_defender, defend, support))
-        return actions
+        move = torch.where(is_sweeper, sweep, torch.where(is_defender, defend, support))
+        kick = self.clearance(view) | self.shot_on_target(view)
+        move = torch.where(kick, torch.full_like(move, KICK_ACTION), move)
+        return torch.where(is_attacker, self.attack(view), move)
 
 
 _BOTS = {"random": RandomBot, "chaser": ChaserBot, "team": TeamBot}
