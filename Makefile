@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/marl-grpo demo --out runs/demo/match.gif
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"

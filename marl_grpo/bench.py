@@ -40,6 +40,8 @@ class EnvBenchConfig:
     """timed runs per figure; the median is reported"""
     peers: bool = True
     """also measure VMAS football and MPE2 simple_spread when they are installed"""
+    compile: bool = True
+    """also measure the 3v3 vector env with compile=True (torch.compile; tens of seconds to build)"""
 
 
 def _median_rate(run: Callable[[], float], repeats: int) -> float:
@@ -52,9 +54,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def vec_env_rate(team_size: int, num_envs: int, steps: int, repeats: int, device: str = "cpu") -> float:
+def vec_env_rate(team_size: int, num_envs: int, steps: int, repeats: int, device: str = "cpu",
+                 compile: bool = False) -> float:
     """Agent-steps per second of `SoccerVecEnv` under uniformly random actions (auto-reset included)."""
-    env = SoccerVecEnv(num_envs=num_envs, device=device, team_size=team_size)
+    env = SoccerVecEnv(num_envs=num_envs, device=device, team_size=team_size, compile=compile)
     env.reset(seed=0)
     gen = torch.Generator(device=env.device).manual_seed(0)
     actions = torch.randint(0, NUM_ACTIONS, (16, num_envs, env.num_agents), generator=gen, device=env.device)
@@ -67,6 +70,8 @@ def vec_env_rate(team_size: int, num_envs: int, steps: int, repeats: int, device
         _sync(env.device)
         return steps * num_envs * env.num_agents / (time.perf_counter() - start)
 
+    for i in range(3):  # compilation (if any) happens here, outside the timed runs
+        env.step(actions[i])
     return _median_rate(run, repeats)
 
 
@@ -118,11 +123,19 @@ def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
     rate = vec_env_rate(3, cfg.num_envs, cfg.steps, cfg.repeats, cfg.device)
     results["vec_3v3"] = rate
     print(f"SoccerVecEnv 3v3, {cfg.num_envs} envs, random actions: {rate / 1e6:.2f}M agent-steps/s")
+    if cfg.compile:
+        start = time.perf_counter()
+        compiled = vec_env_rate(3, cfg.num_envs, cfg.steps, cfg.repeats, cfg.device, compile=True)
+        results["vec_3v3_compiled"] = compiled
+        print(f"SoccerVecEnv 3v3, {cfg.num_envs} envs, compile=True: {compiled / 1e6:.2f}M agent-steps/s"
+              f"  (build + timing {time.perf_counter() - start:.0f} s)")
     if cfg.peers and importlib.util.find_spec("vmas") is not None:
         peer = vmas_football_rate(cfg.num_envs, max(cfg.steps // 4, 10), cfg.repeats, cfg.device)
         results["vmas_football_3v3"] = peer
-        print(f"VMAS football 3v3 (all policy-driven), {cfg.num_envs} envs: {peer / 1e6:.2f}M agent-steps/s"
-              f"  -> ratio {rate / peer:.1f}x")
+        ratios = f"ratio {rate / peer:.1f}x"
+        if "vec_3v3_compiled" in results:
+            ratios += f" (compiled {results['vec_3v3_compiled'] / peer:.1f}x)"
+        print(f"VMAS football 3v3 (all policy-driven), {cfg.num_envs} envs: {peer / 1e6:.2f}M agent-steps/s  -> {ratios}")
     else:
         print("VMAS not installed (pip install vmas) - peer figure skipped")
 
