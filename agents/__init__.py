@@ -17,3 +17,14 @@ __all__ = [
     "direction_to_action",
     "make_bot",
 ]
+
+from .policy import ARCHS, POOLS, SoccerPolicy, layout_from_obs_dim, logp_entropy, sample_actions
+
+__all__ += [
+    "ARCHS",
+    "POOLS",
+    "SoccerPolicy",
+    "layout_from_obs_dim",
+    "logp_entropy",
+    "sample_actions",
+]

@@ -146,6 +146,10 @@ class SoccerVecEnv:
             self._renderer = SoccerRenderer(self.config, render_mode=self.render_mode, fps=self.metadata["render_fps"])
         return self._renderer.render(self.engine.frame(index))
 
+    def poll_events(self) -> list[str]:
+        """Window events since the last call ("quit", "pause", "restart"); [] before the first render."""
+        return self._renderer.poll_events() if self._renderer is not None else []
+
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()

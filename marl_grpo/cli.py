@@ -1,7 +1,10 @@
 """The `marl-grpo` command line.
 
-    marl-grpo demo [--out runs/demo/match.gif] [--team-size 2] ...   a scripted match, recorded
-    marl-grpo bench env [--threads 2] ...                            environment throughput
+    marl-grpo train [--preset quick] [--total-env-steps N] ...      GRPO training (runs/<name>/)
+    marl-grpo eval CHECKPOINT [--opponent team] [--matches 200]     win/draw/loss against a bot
+    marl-grpo watch CHECKPOINT [--record match.gif]                 play a match in a window
+    marl-grpo demo [--out runs/demo/match.gif] [--team-size 2] ...  a scripted match, recorded
+    marl-grpo bench env [--threads 2] ...                           environment throughput
 
 Each command's options come from a config dataclass (see `--help` of each command).
 """
@@ -9,6 +12,7 @@ Each command's options come from a config dataclass (see `--help` of each comman
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Callable
 
 import tyro
@@ -20,6 +24,50 @@ def _demo(argv: list[str]) -> None:
     run_demo(tyro.cli(DemoConfig, args=argv, prog="marl-grpo demo"))
 
 
+def _train(argv: list[str]) -> None:
+    from marl_grpo.config import PRESETS, preset
+    from marl_grpo.train import train
+
+    name = "2v2"
+    if "--preset" in argv:
+        at = argv.index("--preset")
+        if at + 1 >= len(argv):
+            raise SystemExit(f"--preset needs a name: one of {', '.join(PRESETS)}")
+        name = argv[at + 1]
+        argv = argv[:at] + argv[at + 2:]
+    try:
+        default = preset(name)
+    except ValueError as err:
+        raise SystemExit(f"marl-grpo train: {err}") from None
+    cfg = tyro.cli(type(default), default=default, args=argv, prog=f"marl-grpo train --preset {name}",
+                   description=f"GRPO training. Presets: {', '.join(PRESETS)} (default 2v2).")
+    try:
+        result = train(cfg)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        raise SystemExit(f"marl-grpo train: {err}") from None
+    print(f"done: {result['global_step']} env steps in {result['elapsed']:.0f} s; last evaluation: {result['eval']}")
+    print(f"TensorBoard logs and checkpoint in {result['run_dir']}  (tensorboard --logdir {Path(result['run_dir']).parent})")
+
+
+def _eval(argv: list[str]) -> None:
+    from marl_grpo.play import EvalConfig, run_eval
+
+    _run_checked(run_eval, tyro.cli(EvalConfig, args=argv, prog="marl-grpo eval"))
+
+
+def _watch(argv: list[str]) -> None:
+    from marl_grpo.play import WatchConfig, run_watch
+
+    _run_checked(run_watch, tyro.cli(WatchConfig, args=argv, prog="marl-grpo watch"))
+
+
+def _run_checked(fn: Callable, cfg: object) -> None:
+    try:
+        fn(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"marl-grpo: {err}") from None
+
+
 def _bench_env(argv: list[str]) -> None:
     from marl_grpo.bench import EnvBenchConfig, run_env_bench
 
@@ -27,6 +75,9 @@ def _bench_env(argv: list[str]) -> None:
 
 
 COMMANDS: dict[str, Callable[[list[str]], None] | dict[str, Callable[[list[str]], None]]] = {
+    "train": _train,
+    "eval": _eval,
+    "watch": _watch,
     "demo": _demo,
     "bench": {"env": _bench_env},
 }

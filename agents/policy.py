@@ -1,0 +1,449 @@
+"""`SoccerPolicy`: the one shared network that acts for every player of both teams.
+
+It reads the egocentric, mirrored observation (see `marl_grpo.envs.soccer_v0`) of each player and
+returns logits over the 10 actions. Every method takes observations of any leading shape
+`[..., D]` (`[B, N, D]` from the vector env, `[M, D]` from a rollout buffer, `[D]` for one
+player) and runs one batched forward over all rows; there is no Python loop over players or
+matches.
+
+| arch | what it sees | team sizes |
+|---|---|---|
+| `"mlp"` | the whole observation vector: `D -> hidden -> hidden -> 10` | the one it was built for |
+| `"entity"` | self features, plus teammates and opponents as sets (DeepSets or attention) | any, 1 to 11 a side, with the same weights |
+
+The entity encoder splits the observation by its layout into
+
+- **self features** (18): own position and velocity, ball position and velocity, ball in reach,
+  both goals, time left, score, team one-hot; plus the number of present teammates and
+  opponents (x 0.2). The slot one-hot is left out: its width depends on the team size.
+- **teammates** `[K, 5]` and **opponents** `[M, 5]` (relative position, velocity, present flag).
+
+Each entity type has its own small embedding MLP (phi). Entities whose present flag is 0 (the
+empty slots of uneven teams) are masked out, so neither their number nor their features change
+the output. The embeddings are pooled per type (`pool="meanmax"`: masked mean and max, DeepSets,
+Zaheer et al. 2017; or `pool="attention"`: one multi-head attention read-out with the self
+embedding as query and a learned "nothing here" key/value, Lee et al. 2019's pooling by
+attention), concatenated with the self embedding and mapped to logits by an MLP head. Pooling
+makes the policy invariant to the order of teammates and of opponents.
+
+The layout of an observation is found from its width, `layout_from_obs_dim(D)` (inverting
+`SoccerConfig.obs_layout`, which depends on the larger team size only, so asymmetric teams are
+covered too); an explicit layout passed at construction takes precedence for its width.
+
+    policy = SoccerPolicy(arch="entity")                     # or SoccerPolicy(env.config) for an MLP
+    actions, logp = policy.act(obs)                         # [B, N], [B, N]; no graph is built
+    logp, entropy = policy.evaluate(obs, actions)           # with grad, for the loss
+    torch.save(...); SoccerPolicy.from_config(policy.config_dict())   # same network again
+
+Under `DistributedDataParallel`, call the wrapper for logits (`logits = ddp(obs)`) so gradients
+are synchronised, and turn them into log-probs with `logp_entropy(logits, actions)`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from marl_grpo.envs.backend import resolve_device
+from marl_grpo.envs.config import MAX_TEAM_SIZE, NUM_ACTIONS, SoccerConfig
+
+ARCHS = ("mlp", "entity")
+POOLS = ("meanmax", "attention")
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+SELF_FEATURES = (
+    "self_pos", "self_vel", "ball_rel", "ball_vel", "ball_in_reach",
+    "opp_goal_rel", "own_goal_rel", "time_left", "score", "team",
+)
+"""observation blocks the entity encoder reads as the agent's own features (not `slot`: its
+width depends on the team size)"""
+ENTITY_DIM = 5
+"""features per teammate or opponent: relative position (2), velocity (2), present flag (1)"""
+PRESENT_COLUMN = 4
+"""index of the present flag within an entity block"""
+COUNT_SCALE = 0.2
+"""the numbers of present teammates and opponents enter the self features times this"""
+SELF_DIM = sum(dict(SoccerConfig().observation_features())[name] for name in SELF_FEATURES) + 2
+"""width of the entity encoder's self features: the SELF_FEATURES blocks (18) + 2 present counts"""
+CONFIG_VERSION = 1
+
+
+# --------------------------------------------------------------------------- layouts
+@functools.lru_cache(maxsize=None)
+def _layouts_by_dim() -> dict[int, dict[str, Any]]:
+    """obs_dim -> layout for every symmetric team size 1..MAX_TEAM_SIZE (the source of truth is
+    `SoccerConfig.obs_layout`, so a change to the observation is picked up here)."""
+    table = {}
+    for size in range(1, MAX_TEAM_SIZE + 1):
+        layout = SoccerConfig(team_size=size).obs_layout()
+        table[layout["dim"]] = layout
+    return table
+
+
+def layout_from_obs_dim(obs_dim: int) -> dict[str, Any]:
+    """The observation layout (as `SoccerConfig.obs_layout()`) of observations `obs_dim` wide.
+
+    The layout depends only on the larger team size M (obs_dim = 13 + 11 M with the current
+    observation), so this covers asymmetric teams too. Raises ValueError naming the width if no
+    team size from 1 to 11 gives it.
+    """
+    table = _layouts_by_dim()
+    if obs_dim not in table:
+        known = ", ".join(f"{dim} ({layout['num_opponents']} a side)" for dim, layout in sorted(table.items()))
+        raise ValueError(
+            f"observation width {obs_dim} matches no soccer team size; the widths are {known}"
+        )
+    return dict(table[obs_dim])
+
+
+def _resolve_layout(spec: Any) -> dict[str, Any] | None:
+    """A layout dict from a SoccerConfig, a layout dict, an obs_dim int, or None."""
+    if spec is None:
+        return None
+    if isinstance(spec, SoccerConfig):
+        return spec.obs_layout()
+    if isinstance(spec, dict):
+        missing = {"dim", "teammates", "opponents", *SELF_FEATURES} - set(spec)
+        if missing:
+            raise ValueError(f"the observation layout lacks the keys {sorted(missing)}; pass SoccerConfig.obs_layout()")
+        return dict(spec)
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        return layout_from_obs_dim(int(spec))
+    raise TypeError(
+        f"expected a SoccerConfig, an obs_layout() dict, an obs_dim int or None, got {type(spec).__name__}"
+    )
+
+
+class _Parsed:
+    """Where the entity encoder finds its inputs in observations of one width (cached)."""
+
+    def __init__(self, layout: dict[str, Any]):
+        self.dim = int(layout["dim"])
+        columns = []
+        for name in SELF_FEATURES:
+            block = layout[name]
+            columns.extend(range(block.start, block.stop))
+        self.self_columns = torch.tensor(columns, dtype=torch.int64)
+        self.teammates: slice = layout["teammates"]
+        self.opponents: slice = layout["opponents"]
+        self.num_teammates = (self.teammates.stop - self.teammates.start) // ENTITY_DIM
+        self.num_opponents = (self.opponents.stop - self.opponents.start) // ENTITY_DIM
+        self._on_device: dict[torch.device, torch.Tensor] = {}
+
+    def columns_on(self, device: torch.device) -> torch.Tensor:
+        if device not in self._on_device:
+            self._on_device[device] = self.self_columns.to(device)
+        return self._on_device[device]
+
+
+# --------------------------------------------------------------------------- distribution maths
+def logp_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of `actions` and entropy of the categorical over `logits`.
+
+    Args:
+        logits: `[..., A]`.
+        actions: int64 `[...]` in `[0, A)`.
+    Returns:
+        `(logp [...], entropy [...])`, differentiable with respect to `logits`.
+    """
+    if actions.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"actions have shape {tuple(actions.shape)}, expected the observations' leading shape {tuple(logits.shape[:-1])}"
+        )
+    log_probs = torch.log_softmax(logits, dim=-1)
+    logp = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    return logp, entropy
+
+
+def sample_actions(logits: torch.Tensor, deterministic: bool = False,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one action per row of `logits [..., A]`; returns `(actions int64 [...], logp [...])`.
+
+    Sampling uses the Gumbel-max trick, `argmax(logits - log E)` with `E ~ Exp(1)` (exact, one
+    fused pass; faster than `torch.multinomial` on large batches). `deterministic=True` takes the
+    argmax. `generator` (on the logits' device) makes the draws reproducible.
+    """
+    log_probs = torch.log_softmax(logits, dim=-1)
+    if deterministic:
+        actions = log_probs.argmax(-1)
+    else:
+        noise = torch.empty_like(log_probs).exponential_(generator=generator)
+        actions = (log_probs - noise.log()).argmax(-1)
+    return actions, log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+# --------------------------------------------------------------------------- building blocks
+def _linear(in_features: int, out_features: int, std: float = math.sqrt(2)) -> nn.Linear:
+    """Orthogonal weights with gain `std`, zero bias (CleanRL's `layer_init`)."""
+    layer = nn.Linear(in_features, out_features)
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, 0.0)
+    return layer
+
+
+class _AttentionPool(nn.Module):
+    """Multi-head attention read-out of a set: the self embedding asks, the entities answer.
+
+    A learned "nothing here" key/value is always present, so an empty set (1 a side, or every
+    slot absent) reads a learned vector instead of a 0/0.
+    """
+
+    def __init__(self, query_dim: int, embed: int, heads: int):
+        super().__init__()
+        if embed % heads:
+            raise ValueError(f"embed={embed} must be a multiple of heads={heads}")
+        self.heads, self.head_dim = heads, embed // heads
+        self.query = _linear(query_dim, embed, 1.0)
+        self.key_value = _linear(embed, 2 * embed, 1.0)
+        self.null_key_value = nn.Parameter(torch.zeros(2, heads, self.head_dim))
+        self.out = _linear(embed, embed, 1.0)
+
+    def forward(self, query: torch.Tensor, entities: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """query [R, Q], entities [R, K, E], present bool [R, K] -> [R, E]."""
+        rows, count, _ = entities.shape
+        q = self.query(query).view(rows, self.heads, 1, self.head_dim)
+        k, v = self.key_value(entities).view(rows, count, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        null_k, null_v = self.null_key_value[0].expand(rows, -1, -1), self.null_key_value[1].expand(rows, -1, -1)
+        k = torch.cat([null_k.unsqueeze(2), k], 2)     # [R, H, 1 + K, dh]
+        v = torch.cat([null_v.unsqueeze(2), v], 2)
+        mask = torch.cat([present.new_ones(rows, 1), present], 1)[:, None, None, :]  # [R, 1, 1, 1 + K]
+        read = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [R, H, 1, dh]
+        return self.out(read.reshape(rows, self.heads * self.head_dim))
+
+
+def _mean_max_pool(entities: torch.Tensor, present: torch.Tensor, nonnegative: bool) -> torch.Tensor:
+    """Masked mean and max over a set: entities [R, K, E], present bool [R, K] -> [R, 2E].
+
+    An empty set pools to zeros. With `nonnegative` embeddings (after a ReLU) absent entities
+    are zeroed by one multiply, which can neither raise the max nor change the sum; otherwise
+    they are replaced by -inf for the max.
+    """
+    rows, count, embed = entities.shape
+    if count == 0:
+        return entities.new_zeros(rows, 2 * embed)
+    weight = present.to(entities.dtype).unsqueeze(-1)          # [R, K, 1]
+    n = weight.sum(1)                                          # [R, 1]
+    masked = entities * weight
+    mean = masked.sum(1) / n.clamp(min=1.0)
+    if nonnegative:
+        largest = masked.amax(1)
+    else:
+        largest = torch.where(present.unsqueeze(-1), entities, -torch.inf).amax(1)
+        largest = torch.where(n > 0, largest, 0.0)
+    return torch.cat([mean, largest], -1)
+
+
+# --------------------------------------------------------------------------- the policy
+class SoccerPolicy(nn.Module):
+    """One shared policy network for every soccer player; logits over Discrete(10).
+
+    Args:
+        layout: the observations it will see: a `SoccerConfig`, a `config.obs_layout()` dict or an
+            obs_dim int. Required for `arch="mlp"` (its input width is fixed). Optional for
+            `arch="entity"`, which parses any width from 1 to 11 a side; a layout given here
+            takes precedence for observations of its width.
+        arch: `"mlp"` or `"entity"` (see the module docstring).
+        hidden: width of the hidden layers.
+        embed: entity embedding width (`"entity"` only); default `hidden // 2`.
+        pool: `"meanmax"` (DeepSets) or `"attention"` (`"entity"` only).
+        heads: attention heads (`pool="attention"` only).
+        activation: `"tanh"` or `"relu"`; default `"tanh"` for the MLP (CleanRL's choice) and
+            `"relu"` for the entity encoder (non-negative embeddings make masked max pooling one
+            multiply).
+        device: where the weights live; `"auto"` picks CUDA when present.
+
+    Shapes: observations `[..., D]` float32 (any leading shape, tensors or numpy arrays);
+    logits `[..., 10]`; actions and log-probs `[...]`.
+    """
+
+    def __init__(self, layout: SoccerConfig | dict[str, Any] | int | None = None, arch: str = "mlp",
+                 hidden: int = 128, *, embed: int | None = None, pool: str = "meanmax", heads: int = 4,
+                 activation: str | None = None, device: Any = "auto"):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"arch={arch!r} is invalid: expected one of {ARCHS}")
+        if pool not in POOLS:
+            raise ValueError(f"pool={pool!r} is invalid: expected one of {POOLS}")
+        if activation is None:
+            activation = "tanh" if arch == "mlp" else "relu"
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r} is invalid: expected one of {tuple(ACTIVATIONS)}")
+        for name, value in (("hidden", hidden), ("heads", heads)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid: expected an int >= 1")
+        if embed is not None and (not isinstance(embed, int) or isinstance(embed, bool) or embed < 1):
+            raise ValueError(f"embed={embed!r} is invalid: expected None or an int >= 1")
+        self.layout = _resolve_layout(layout)
+        if arch == "mlp" and self.layout is None:
+            raise ValueError(
+                "arch='mlp' has a fixed input width: pass the observation layout "
+                "(a SoccerConfig, config.obs_layout() or obs_dim), or use arch='entity'"
+            )
+        self.arch, self.hidden, self.pool, self.heads, self.activation = arch, hidden, pool, heads, activation
+        self.embed = (embed if embed is not None else max(hidden // 2, 1)) if arch == "entity" else None
+        act = ACTIVATIONS[activation]
+
+        if arch == "mlp":
+            self.obs_dim = int(self.layout["dim"])
+            self.body = nn.Sequential(
+                _linear(self.obs_dim, hidden), act(),
+                _linear(hidden, hidden), act(),
+            )
+        else:
+            self.obs_dim = int(self.layout["dim"]) if self.layout is not None else None
+            E = self.embed
+            self.self_encoder = nn.Sequential(_linear(SELF_DIM, hidden), act())
+            self.teammate_encoder = nn.Sequential(_linear(ENTITY_DIM, E), act(), _linear(E, E), act())
+            self.opponent_encoder = nn.Sequential(_linear(ENTITY_DIM, E), act(), _linear(E, E), act())
+            if pool == "attention":
+                self.teammate_pool = _AttentionPool(hidden, E, heads)
+                self.opponent_pool = _AttentionPool(hidden, E, heads)
+                pooled = 2 * E
+            else:
+                pooled = 4 * E
+            self.body = nn.Sequential(_linear(hidden + pooled, hidden), act())
+            self._parsed: dict[int, _Parsed] = {}
+            if self.layout is not None:
+                self._parsed[self.obs_dim] = _Parsed(self.layout)
+        self.head = _linear(hidden, NUM_ACTIONS, 0.01)
+        self.to(resolve_device(device))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # ------------------------------------------------------------------ forward
+    def _as_obs(self, obs: Any) -> torch.Tensor:
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        if obs.dim() == 0:
+            raise ValueError("observations must have shape [..., D], got a scalar")
+        return obs
+
+    def forward(self, obs: Any) -> torch.Tensor:
+        """Action logits: obs `[..., D]` -> `[..., 10]`."""
+        obs = self._as_obs(obs)
+        width = obs.shape[-1]
+        rows = obs.reshape(-1, width)
+        if self.arch == "mlp":
+            if width != self.obs_dim:
+                raise ValueError(
+                    f"observation width {width} does not match this MLP policy's obs_dim {self.obs_dim} "
+                    "(another team size?); an MLP plays only the layout it was built for, arch='entity' plays any"
+                )
+            features = self.body(rows)
+        else:
+            features = self._entity_features(rows)
+        return self.head(features).reshape(*obs.shape[:-1], NUM_ACTIONS)
+
+    def _parse(self, width: int) -> _Parsed:
+        parsed = self._parsed.get(width)
+        if parsed is None:
+            parsed = self._parsed[width] = _Parsed(layout_from_obs_dim(width))
+        return parsed
+
+    def _entity_features(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows [R, D] -> [R, hidden], the entity encoder's input to the head."""
+        parsed = self._parse(rows.shape[-1])
+        R = rows.shape[0]
+        mates = rows[:, parsed.teammates].reshape(R, parsed.num_teammates, ENTITY_DIM)
+        opps = rows[:, parsed.opponents].reshape(R, parsed.num_opponents, ENTITY_DIM)
+        mates_present = mates[..., PRESENT_COLUMN] > 0.5
+        opps_present = opps[..., PRESENT_COLUMN] > 0.5
+        counts = torch.stack([mates_present.sum(-1), opps_present.sum(-1)], -1).to(rows.dtype) * COUNT_SCALE
+        own = torch.cat([rows.index_select(1, parsed.columns_on(rows.device)), counts], -1)
+        own = self.self_encoder(own)
+        mates = self.teammate_encoder(mates)
+        opps = self.opponent_encoder(opps)
+        if self.pool == "attention":
+            pooled = [self.teammate_pool(own, mates, mates_present), self.opponent_pool(own, opps, opps_present)]
+        else:
+            nonnegative = self.activation == "relu"
+            pooled = [_mean_max_pool(mates, mates_present, nonnegative), _mean_max_pool(opps, opps_present, nonnegative)]
+        return self.body(torch.cat([own, *pooled], -1))
+
+    # ------------------------------------------------------------------ acting and learning
+    def act(self, obs: Any, deterministic: bool = False,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample (or, deterministic, take the argmax of) an action for every row.
+
+        Runs under `torch.no_grad()`: acting builds no graph; the learner recomputes log-probs
+        with `evaluate`. Returns `(actions int64 [...], logp [...])` on the policy's device.
+        `generator` (a `torch.Generator` on that device) makes the draws reproducible.
+        """
+        with torch.no_grad():
+            return sample_actions(self(obs), deterministic, generator)
+
+    def evaluate(self, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability of `actions` and the policy entropy, with grad: `(logp [...], entropy [...])`.
+
+        obs `[..., D]`, actions int64 `[...]` (the same leading shape).
+        """
+        actions = torch.as_tensor(actions, device=self.device)
+        return logp_entropy(self(obs), actions)
+
+    # ------------------------------------------------------------------ checkpoints
+    def config_dict(self) -> dict[str, Any]:
+        """JSON-friendly constructor arguments: `SoccerPolicy.from_config(d)` rebuilds the same
+        architecture (load the `state_dict` for the same weights)."""
+        return {
+            "version": CONFIG_VERSION,
+            "arch": self.arch,
+            "hidden": self.hidden,
+            "embed": self.embed,
+            "pool": self.pool,
+            "heads": self.heads,
+            "activation": self.activation,
+            "obs_dim": self.obs_dim,
+            "max_team": None if self.layout is None else int(self.layout["num_opponents"]),
+            "num_actions": NUM_ACTIONS,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], device: Any = "auto") -> "SoccerPolicy":
+        """Rebuild a policy from `config_dict()` (fresh weights; load the state_dict after)."""
+        config = dict(config)
+        known = {"version", "arch", "hidden", "embed", "pool", "heads", "activation", "obs_dim", "max_team", "num_actions"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"unknown policy config key(s) {unknown}; expected keys from {sorted(known)}")
+        if config.get("version", CONFIG_VERSION) != CONFIG_VERSION:
+            raise ValueError(f"policy config version {config['version']} is not supported (expected {CONFIG_VERSION})")
+        if config.get("num_actions", NUM_ACTIONS) != NUM_ACTIONS:
+            raise ValueError(f"the checkpoint has {config['num_actions']} actions, the soccer env has {NUM_ACTIONS}")
+        obs_dim = config.get("obs_dim")
+        layout = layout_from_obs_dim(obs_dim) if obs_dim is not None else None
+        if layout is not None and config.get("max_team") not in (None, layout["num_opponents"]):
+            raise ValueError(f"policy config is inconsistent: obs_dim={obs_dim} but max_team={config['max_team']}")
+        return cls(
+            layout,
+            arch=config.get("arch", "mlp"),
+            hidden=config.get("hidden", 128),
+            embed=config.get("embed"),
+            pool=config.get("pool", "meanmax"),
+            heads=config.get("heads", 4),
+            activation=config.get("activation"),
+            device=device,
+        )
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, obs_dim={self.obs_dim}, parameters={self.num_parameters()}"
+
+
+__all__ = [
+    "ARCHS",
+    "POOLS",
+    "SoccerPolicy",
+    "layout_from_obs_dim",
+    "logp_entropy",
+    "sample_actions",
+]

@@ -1,0 +1,106 @@
+"""Rollout: play segments of steps in the vector env and keep what the learner needs.
+
+A *segment* is `segment_len` steps of all `num_envs` matches. The learner sees it as M = B * C
+sequences (C = the agents the policy controls in each match), each `segment_len` steps long:
+one player's stretch of play is one "sequence", one step is one "token" (DESIGN.md).
+
+Group layout, for the GRPO modes:
+- branch: before each segment, match `s * G` of every block of G matches is copied into the
+  whole block (`SoccerVecEnv.branch`), so the G members of a group continue the same state;
+- episode: every segment is one whole match, and the G matches of a block start from the same
+  kickoff (same seed);
+- team: no copying; the group is made of teammates (`Segment.group_ids`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from marl_grpo.agents import Bot, SoccerPolicy
+from marl_grpo.envs import SoccerVecEnv
+
+
+@dataclass
+class Segment:
+    """One segment of play. T = steps, B = matches, C = controlled agents per match."""
+
+    obs: torch.Tensor  # [T, B, C, D]
+    actions: torch.Tensor  # [T, B, C] int64
+    logp: torch.Tensor  # [T, B, C] log-prob under the acting policy
+    rewards: torch.Tensor  # [T, B, C]
+    dones: torch.Tensor  # [T, B] bool, the match ended after step t
+    team: torch.Tensor  # [C] 0 blue / 1 red, of each controlled agent
+    episode_returns: list[float]  # mean return of the controlled agents, per match that ended
+    episode_results: list[float]  # +1 win / 0 draw / -1 loss of the controlled side, per match that ended
+
+    @property
+    def num_sequences(self) -> int:
+        return self.rewards.shape[1] * self.rewards.shape[2]
+
+
+class Collector:
+    """Steps `env` with `policy` (for the controlled agents) and `opponent` (for the others)."""
+
+    def __init__(self, env: SoccerVecEnv, policy: SoccerPolicy, opponent: Bot | None,
+                 group_size: int, branch: bool, episode: bool, seed: int):
+        self.env, self.policy, self.opponent = env, policy, opponent
+        self.group_size, self.branch, self.episode = group_size, branch, episode
+        n_blue, n = env.config.n_blue, env.num_agents
+        device = env.device
+        # self-play (no opponent): the policy controls everyone, and learns from both sides
+        self.controlled = torch.arange(n if opponent is None else n_blue, device=device)
+        self.others = torch.arange(n_blue, n, device=device) if opponent is not None else None
+        self.team = (self.controlled >= n_blue).long()
+        self.generator = torch.Generator(device=policy.device).manual_seed(seed)
+        self.seed = seed
+        self.episodes_started = 0
+        self.obs = env.reset(seed=seed)
+
+    def _start_segment(self) -> None:
+        G = self.group_size
+        sources = torch.arange(0, self.env.num_envs, G, device=self.env.device)
+        if self.episode:
+            # a fresh kickoff per group, shared by its G matches
+            self.env.reset(seed=self.seed + 7919 * (self.episodes_started + 1))
+            self.episodes_started += 1
+            self.obs = self.env.branch(sources, G)
+        elif self.branch:
+            self.obs = self.env.branch(sources, G)
+
+    @torch.no_grad()
+    def collect(self, steps: int) -> Segment:
+        self._start_segment()
+        env, C = self.env, self.controlled.numel()
+        B = env.num_envs
+        obs_buf, act_buf, logp_buf, rew_buf, done_buf = [], [], [], [], []
+        episode_returns, episode_results = [], []
+        obs = self.obs
+        for _ in range(steps):
+            own = obs[:, self.controlled]
+            actions, logp = self.policy.act(own, generator=self.generator)
+            full = actions if self.opponent is None else torch.empty(B, env.num_agents, dtype=torch.long, device=env.device)
+            if self.opponent is not None:
+                full[:, self.controlled] = actions
+                full[:, self.others] = self.opponent.act(obs)[:, self.others]
+            obs_buf.append(own)
+            act_buf.append(actions)
+            logp_buf.append(logp)
+            obs, rewards, terminated, truncated, infos = env.step(full)
+            rew_buf.append(rewards[:, self.controlled])
+            done = terminated | truncated
+            done_buf.append(done)
+            if bool(done.any()):
+                ended = done.nonzero()[:, 0]
+                episode_returns += infos["episode_return"][ended][:, self.controlled].mean(1).tolist()
+                # blue's result (in self-play both sides are the policy, so this is just blue's view)
+                score = infos["final_score"][ended]
+                episode_results += (score[:, 0] - score[:, 1]).sign().float().tolist()
+        self.obs = obs
+        return Segment(
+            obs=torch.stack(obs_buf), actions=torch.stack(act_buf), logp=torch.stack(logp_buf),
+            rewards=torch.stack(rew_buf), dones=torch.stack(done_buf), team=self.team,
+            episode_returns=episode_returns, episode_results=episode_results,
+        )
