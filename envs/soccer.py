@@ -152,7 +152,11 @@ class SoccerEngine:
             if backend != "torch":
                 raise ValueError("compile=True needs backend='torch'")
             import torch
+            import torch._inductor.config as inductor_config
 
+            # compile in this process: a pool of idle compile workers would keep spinning OpenMP
+            # threads (see marl_grpo/__init__.py) and slow everything after it
+            inductor_config.compile_threads = 1
             self._physics_fn = torch.compile(self._physics, dynamic=False)
             self._observe_fn = torch.compile(self._observe, dynamic=False)
 

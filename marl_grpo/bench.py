@@ -123,19 +123,11 @@ def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
     rate = vec_env_rate(3, cfg.num_envs, cfg.steps, cfg.repeats, cfg.device)
     results["vec_3v3"] = rate
     print(f"SoccerVecEnv 3v3, {cfg.num_envs} envs, random actions: {rate / 1e6:.2f}M agent-steps/s")
-    if cfg.compile:
-        start = time.perf_counter()
-        compiled = vec_env_rate(3, cfg.num_envs, cfg.steps, cfg.repeats, cfg.device, compile=True)
-        results["vec_3v3_compiled"] = compiled
-        print(f"SoccerVecEnv 3v3, {cfg.num_envs} envs, compile=True: {compiled / 1e6:.2f}M agent-steps/s"
-              f"  (build + timing {time.perf_counter() - start:.0f} s)")
     if cfg.peers and importlib.util.find_spec("vmas") is not None:
         peer = vmas_football_rate(cfg.num_envs, max(cfg.steps // 4, 10), cfg.repeats, cfg.device)
         results["vmas_football_3v3"] = peer
-        ratios = f"ratio {rate / peer:.1f}x"
-        if "vec_3v3_compiled" in results:
-            ratios += f" (compiled {results['vec_3v3_compiled'] / peer:.1f}x)"
-        print(f"VMAS football 3v3 (all policy-driven), {cfg.num_envs} envs: {peer / 1e6:.2f}M agent-steps/s  -> {ratios}")
+        print(f"VMAS football 3v3 (all policy-driven), {cfg.num_envs} envs: {peer / 1e6:.2f}M agent-steps/s"
+              f"  -> ratio {rate / peer:.1f}x")
     else:
         print("VMAS not installed (pip install vmas) - peer figure skipped")
 
@@ -155,4 +147,80 @@ def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
         rate = vec_env_rate(team_size, cfg.sweep_envs, cfg.steps, cfg.repeats, cfg.device)
         results[f"vec_{team_size}v{team_size}"] = rate
         print(f"SoccerVecEnv {team_size}v{team_size}, {cfg.sweep_envs} envs: {rate / 1e6:.2f}M agent-steps/s")
+    if cfg.compile:  # last: compilation leaves threads and caches behind
+        start = time.perf_counter()
+        compiled = vec_env_rate(3, cfg.num_envs, cfg.steps, cfg.repeats, cfg.device, compile=True)
+        results["vec_3v3_compiled"] = compiled
+        line = f"SoccerVecEnv 3v3, {cfg.num_envs} envs, compile=True: {compiled / 1e6:.2f}M agent-steps/s"
+        if "vmas_football_3v3" in results:
+            line += f"  -> ratio {compiled / results['vmas_football_3v3']:.1f}x VMAS"
+        print(f"{line}  (build + timing {time.perf_counter() - start:.0f} s)")
     return results
+
+
+@dataclass
+class TrainBenchConfig:
+    """Settings of `marl-grpo bench train`: the full GRPO loop (rollout, advantages, update)."""
+
+    threads: int = 2
+    """torch CPU threads"""
+    device: str = "cpu"
+    """cpu, cuda or auto"""
+    team_size: int = 2
+    """players per team"""
+    num_envs: int = 1024
+    """matches stepped together"""
+    opponent: str = "team"
+    """scripted opponent (random, chaser, team) or self"""
+    group_mode: str = "branch"
+    """GRPO group mode"""
+    update_epochs: int = 1
+    """passes over each batch"""
+    iterations: int = 5
+    """timed iterations (after one warm-up iteration)"""
+    arch: str = "mlp"
+    """policy network"""
+
+
+def run_train_bench(cfg: TrainBenchConfig) -> dict[str, float]:
+    """Print and return agent-steps/s of the whole GRPO iteration and of its parts."""
+    from marl_grpo.agents import SoccerPolicy, make_bot
+    from marl_grpo.config import TrainConfig
+    from marl_grpo.grpo import GRPOLearner
+    from marl_grpo.rollout import Collector
+
+    torch.set_num_threads(cfg.threads)
+    train_cfg = TrainConfig(team_size=cfg.team_size, num_envs=cfg.num_envs, opponent=cfg.opponent,
+                            group_mode=cfg.group_mode, update_epochs=cfg.update_epochs, arch=cfg.arch,
+                            device=cfg.device)
+    derived = train_cfg.derived()
+    env = SoccerVecEnv(num_envs=cfg.num_envs, device=cfg.device, **train_cfg.env_kwargs())
+    policy = SoccerPolicy(env.config, arch=cfg.arch, hidden=train_cfg.hidden, device=env.device)
+    opponent = None if cfg.opponent == "self" else make_bot(cfg.opponent, env.config, device=env.device)
+    learner = GRPOLearner(policy, train_cfg)
+    collector = Collector(env, policy, opponent, train_cfg.group_size, derived["branch"], derived["episode"], 0)
+    times = {"rollout": 0.0, "advantages": 0.0, "update": 0.0}
+    for i in range(cfg.iterations + 1):
+        marks = [time.perf_counter()]
+        segment = collector.collect(derived["segment_len"])
+        marks.append(time.perf_counter())
+        advantages, _ = learner.advantages(segment)
+        marks.append(time.perf_counter())
+        learner.update(segment, advantages)
+        _sync(env.device)
+        marks.append(time.perf_counter())
+        if i:  # the first iteration is the warm-up
+            for key, a, b in zip(times, marks, marks[1:]):
+                times[key] += b - a
+    env_steps = cfg.iterations * derived["env_steps_per_iteration"]
+    agent_steps = env_steps * env.num_agents
+    learner_steps = env_steps * collector.controlled.numel()
+    total = sum(times.values())
+    result = {"agent_steps_per_s": agent_steps / total, "learner_agent_steps_per_s": learner_steps / total,
+              **{f"{k}_fraction": v / total for k, v in times.items()}}
+    print(f"GRPO loop, {cfg.team_size}v{cfg.team_size} vs {cfg.opponent}, {cfg.num_envs} matches, "
+          f"{cfg.group_mode} groups, {cfg.update_epochs} epoch(s), {torch.get_num_threads()} threads, {cfg.arch}:")
+    print(f"  {result['agent_steps_per_s'] / 1e3:.0f}k agent-steps/s (all {env.num_agents} players), "
+          f"{result['learner_agent_steps_per_s'] / 1e3:.0f}k learner agent-steps/s; time split: "
+          + ", ".join(f"{k} {v / total:.0%}" for k, v in times.items()))
+    return result

@@ -5,6 +5,7 @@
     marl-grpo watch CHECKPOINT [--record match.gif]                 play a match in a window
     marl-grpo demo [--out runs/demo/match.gif] [--team-size 2] ...  a scripted match, recorded
     marl-grpo bench env [--threads 2] ...                           environment throughput
+    marl-grpo bench train [--opponent team] ...                     GRPO loop throughput
 
 Each command's options come from a config dataclass (see `--help` of each command).
 """
@@ -74,12 +75,18 @@ def _bench_env(argv: list[str]) -> None:
     run_env_bench(tyro.cli(EnvBenchConfig, args=argv, prog="marl-grpo bench env"))
 
 
+def _bench_train(argv: list[str]) -> None:
+    from marl_grpo.bench import TrainBenchConfig, run_train_bench
+
+    run_train_bench(tyro.cli(TrainBenchConfig, args=argv, prog="marl-grpo bench train"))
+
+
 COMMANDS: dict[str, Callable[[list[str]], None] | dict[str, Callable[[list[str]], None]]] = {
     "train": _train,
     "eval": _eval,
     "watch": _watch,
     "demo": _demo,
-    "bench": {"env": _bench_env},
+    "bench": {"env": _bench_env, "train": _bench_train},
 }
 
 

@@ -15,7 +15,7 @@ VARIANTS = [
     pytest.param({"arch": "mlp"}, id="mlp"),
     pytest.param({"arch": "entity", "pool": "meanmax"}, id="entity-meanmax"),
     pytest.param({"arch": "entity", "pool": "attention"}, id="entity-attention"),
-    pytest.param({"arch": "entity", "pool": "meanmax", "activation": "tanh"}, id="entity-meanmax-tanh"),
+    pytest.param({"arch": "entity", "pool": "meanmax", "activation": "relu"}, id="entity-meanmax-relu"),
 ]
 ENTITY_VARIANTS = [v for v in VARIANTS if v.values[0]["arch"] == "entity"]
 
