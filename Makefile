@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (see README):
-#   make demo   set up .venv and play a recorded scripted match
+#   make train  set up .venv and run a short GRPO training (TensorBoard logs in runs/quick)
 #   make test   set up .venv and run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export SDL_VIDEODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup train demo test bench clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,video]"
 	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/marl-grpo train --preset quick
 
 demo: $(STAMP)
 	$(BIN)/marl-grpo demo --out runs/demo/match.gif

@@ -31,9 +31,6 @@ class NumpyOps:
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         return np.zeros(shape, dtype=dtype)
 
-    def empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        return np.empty(shape, dtype=dtype)
-
     def full(self, shape: tuple[int, ...], value: Any, dtype: Any) -> np.ndarray:
         return np.full(shape, value, dtype=dtype)
 
@@ -68,21 +65,11 @@ class NumpyOps:
     def clip(self, x: np.ndarray, low: float, high: float) -> np.ndarray:
         return np.minimum(np.maximum(x, low), high)  # np.clip has ~5x the call overhead
 
-    def expand(self, x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        return np.broadcast_to(x, shape)
-
     def contiguous(self, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x)
 
     def nonzero(self, mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(mask)
-
-    def pair_sum(self, size: int, plus: np.ndarray, minus: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """out[plus[p]] += values[p], then out[minus[p]] -= values[p], from zeros, in index order."""
-        out = np.zeros((size,) + values.shape[1:], dtype=values.dtype)
-        np.add.at(out, plus, values)
-        np.subtract.at(out, minus, values)
-        return out
 
     def rows(self, x: np.ndarray, index: np.ndarray) -> np.ndarray:
         return x[index]
@@ -111,9 +98,6 @@ class TorchOps:
 
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
         return torch.zeros(shape, dtype=dtype, device=self.device)
-
-    def empty(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
-        return torch.empty(shape, dtype=dtype, device=self.device)
 
     def full(self, shape: tuple[int, ...], value: Any, dtype: Any) -> torch.Tensor:
         return torch.full(shape, value, dtype=dtype, device=self.device)
@@ -164,19 +148,11 @@ class TorchOps:
     def clip(self, x: torch.Tensor, low: float, high: float) -> torch.Tensor:
         return torch.clamp(x, low, high)
 
-    def expand(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        return x.expand(shape)
-
     def contiguous(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous()
 
     def nonzero(self, mask: torch.Tensor) -> torch.Tensor:
         return torch.nonzero(mask)[:, 0]
-
-    def pair_sum(self, size: int, plus: torch.Tensor, minus: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """out[plus[p]] += values[p], then out[minus[p]] -= values[p], from zeros, in index order."""
-        out = torch.zeros((size,) + tuple(values.shape[1:]), dtype=values.dtype, device=values.device)
-        return out.index_add_(0, plus, values).index_add_(0, minus, values, alpha=-1)
 
     def rows(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         # index_select is several times faster than advanced indexing for a row gather

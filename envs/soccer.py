@@ -124,6 +124,13 @@ class SoccerEngine:
         self._kickoff_y = o.asarray(spots[:, 1:], o.float)
         pair_i, pair_j = np.triu_indices(N, 1)  # every unordered pair of players once
         self._pair_i, self._pair_j = o.asarray(pair_i, o.int), o.asarray(pair_j, o.int)
+        # each player's pairs, [N, N-1]: first those where it is i (+delta), then where it is j
+        # (-delta), each in pair order; `_pair_sum` adds them up left to right
+        members = [[p for p in range(len(pair_i)) if pair_i[p] == k] + [p for p in range(len(pair_i)) if pair_j[p] == k]
+                   for k in range(N)]
+        signs = [[1.0 if pair_i[p] == k else -1.0 for p in row] for k, row in enumerate(members)]
+        self._pair_members = o.asarray(np.asarray(members, dtype=np.int64).reshape(-1), o.int)
+        self._pair_signs = o.asarray(np.asarray(signs, dtype=np.float32)[:, :, None], o.float)
 
         # observation constants: who each agent sees as teammates (M-1) and opponents (M), in
         # slot order. A missing one (uneven teams) points at the agent itself and is multiplied
@@ -178,8 +185,14 @@ class SoccerEngine:
         return total
 
     def _pair_sum(self, delta: Any) -> Any:
-        """[N, B]: for each player, +delta of the pairs where it is i and -delta where it is j."""
-        return self.ops.pair_sum(self.num_agents, self._pair_i, self._pair_j, delta)
+        """[N, B]: for each player, +delta [P, B] of the pairs where it is i and -delta where it is j.
+
+        A gather and a fixed-order sum rather than a scatter-add: identical on both backends,
+        and torch's index_add_ was pathologically slow with 2 threads here.
+        """
+        N = self.num_agents
+        terms = self.ops.rows(delta, self._pair_members).reshape(N, N - 1, -1) * self._pair_signs
+        return self._sum_agents(terms.transpose(1, 0, 2) if self.ops.name == "numpy" else terms.transpose(0, 1))
 
     def _norm(self, dx: Any, dy: Any) -> Any:
         return self.ops.sqrt(dx * dx + dy * dy)

@@ -66,17 +66,20 @@ class TrainConfig:
     """advantage scaling: group std (GRPO), batch std, or none (Dr. GRPO)"""
 
     # ------------------------------------------------------------------ optimisation
-    num_envs: int = 256
+    num_envs: int = 1024
     """matches stepped together (a multiple of group_size in branch / episode mode)"""
     total_env_steps: int = 2_000_000
     """budget in match-steps (one vector-env step of num_envs matches counts num_envs)"""
-    learning_rate: float = 3e-4
+    max_minutes: float = 0.0
+    """stop after this much training time (evaluation included), 0 = no limit; the run then ends as
+    if its budget were spent (final evaluation and checkpoint)"""
+    learning_rate: float = 1e-3
     """Adam learning rate"""
     anneal_lr: bool = False
     """decay the learning rate linearly to zero over the run"""
     update_epochs: int = 1
     """passes over each batch"""
-    num_minibatches: int = 4
+    num_minibatches: int = 8
     """minibatches per pass (split over sequences: one player's segment of steps)"""
     clip_eps: float = 0.2
     """PPO / GRPO ratio clip (Schulman et al. 2017)"""
@@ -100,7 +103,7 @@ class TrainConfig:
     """hidden width of the policy"""
 
     # ------------------------------------------------------------------ evaluation and logging
-    eval_every: int = 10
+    eval_every: int = 20
     """iterations between evaluations against the bot (0 = only at the end)"""
     eval_matches: int = 64
     """matches per evaluation, over a fixed set of seeds"""
@@ -108,7 +111,7 @@ class TrainConfig:
     """scripted bot used for evaluation"""
     eval_strength: float = 1.0
     """strength of the evaluation bot"""
-    save_every: int = 10
+    save_every: int = 20
     """iterations between checkpoints (a checkpoint is also written at the end)"""
     progress: bool = True
     """show a tqdm progress bar"""
@@ -158,10 +161,9 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     # the README's first command: a couple of minutes on 2 CPU cores
-    "quick": TrainConfig(name="quick", num_envs=128, total_env_steps=300_000, eval_every=5,
-                         eval_matches=32, save_every=5),
-    # the learning benchmark: 2v2 against the positional team bot
-    "2v2": TrainConfig(name="2v2"),
+    "quick": TrainConfig(name="quick", total_env_steps=3_000_000, eval_every=10, eval_matches=32, save_every=10),
+    # the learning benchmark: 2v2 against the positional team bot, 15 minutes on 2 cores
+    "2v2": TrainConfig(name="2v2", total_env_steps=100_000_000, max_minutes=15.0),
     # self-play, both sides learn
     "selfplay": TrainConfig(name="selfplay", opponent="self"),
     # one entity-encoder policy

@@ -45,13 +45,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device)
     learner = GRPOLearner(policy, cfg)
     collector = Collector(env, policy, opponent, cfg.group_size, derived["branch"], derived["episode"], cfg.seed)
-    iteration, global_step, elapsed = 0, 0, 0.0
+    iteration, global_step, elapsed, wall_before = 0, 0, 0.0, 0.0
     if cfg.resume:
         saved, _ = load_policy(ckpt_dir, device=device, env_config=env.config)
         policy.load_state_dict(saved.state_dict())
         state = load_trainer_state(ckpt_dir)
         learner.load_state_dict(state["learner"])
         iteration, global_step, elapsed = state["iteration"], state["global_step"], state["elapsed"]
+        wall_before = state["wall_time"]
         env.set_state({k: v.to(device) for k, v in state["env"].items()})
         collector.obs = env.engine.observe()
         collector.generator.set_state(state["sampling_rng"])
@@ -61,6 +62,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     logger = Logger(run_dir)
     if not cfg.resume:
         logger.hyperparameters({**cfg.to_dict(), **derived, "policy_parameters": policy.num_parameters()})
+    wall_start = time.perf_counter()
     last_eval: dict[str, float] = {}
     recent_returns: list[float] = []
     recent_results: list[float] = []
@@ -98,25 +100,30 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 scalars["charts/win_rate_train"] = float(np.mean([r > 0 for r in segment.episode_results]))
             logger.scalars(scalars, global_step)
 
-            done = iteration + 1 == derived["iterations"]
+            done = iteration + 1 == derived["iterations"] or (
+                cfg.max_minutes > 0 and time.perf_counter() - wall_start + wall_before >= 60 * cfg.max_minutes)
             if (cfg.eval_every and (iteration + 1) % cfg.eval_every == 0) or done:
                 last_eval = evaluate(policy, cfg.env_kwargs(), cfg.eval_opponent, cfg.eval_strength,
                                      cfg.eval_matches, seed=10_000)
                 logger.scalars(last_eval, global_step)
-                logger.scalars({"eval/wall_time": elapsed}, global_step)
+                logger.scalars({"eval/wall_time": wall_before + time.perf_counter() - wall_start}, global_step)
             if (cfg.save_every and (iteration + 1) % cfg.save_every == 0) or done:
-                _save(ckpt_dir, policy, env, cfg, learner, collector, iteration + 1, global_step, elapsed)
+                _save(ckpt_dir, policy, env, cfg, learner, collector, iteration + 1, global_step, elapsed,
+                      wall_before + time.perf_counter() - wall_start)
             bar.set_postfix(ret=f"{np.mean(recent_returns) if recent_returns else 0:.2f}",
                             win=f"{last_eval.get('eval/win_rate', float('nan')):.2f}")
+            if done:
+                break
     finally:
         logger.close()
-    return {"eval": last_eval, "global_step": global_step, "elapsed": elapsed, "run_dir": str(run_dir)}
+    return {"eval": last_eval, "global_step": global_step, "elapsed": elapsed, "run_dir": str(run_dir),
+            "wall_time": wall_before + time.perf_counter() - wall_start}
 
 
 def _save(ckpt_dir: Path, policy: SoccerPolicy, env: SoccerVecEnv, cfg: TrainConfig, learner: GRPOLearner,
-          collector: Collector, iteration: int, global_step: int, elapsed: float) -> None:
+          collector: Collector, iteration: int, global_step: int, elapsed: float, wall_time: float) -> None:
     state = {
-        "iteration": iteration, "global_step": global_step, "elapsed": elapsed,
+        "iteration": iteration, "global_step": global_step, "elapsed": elapsed, "wall_time": wall_time,
         "learner": learner.state_dict(), "env": env.get_state(),
         "sampling_rng": collector.generator.get_state(), "episodes_started": collector.episodes_started,
         "torch_rng": torch.get_rng_state(),

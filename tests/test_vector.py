@@ -11,30 +11,12 @@ import torch
 
 from marl_grpo.envs import REWARD_COMPONENTS, SoccerConfig, SoccerVecEnv, soccer_v0
 
+from helpers import scripted_action
+
 KICK = 9
 
 
 # ----------------------------------------------------------------------------- helpers
-def scripted_action(o: np.ndarray, lay: dict) -> int:
-    """A simple striker in the agent's own (mirrored) frame (same as in test_pettingzoo.py)."""
-    p = o[lay["self_pos"]].astype(np.float64)
-    b = p + o[lay["ball_rel"]]
-    goal = p + o[lay["opp_goal_rel"]]
-    d = goal - b
-    d /= max(np.linalg.norm(d), 1e-9)
-    to_ball = b - p
-    dist = max(np.linalg.norm(to_ball), 1e-9)
-    if o[lay["ball_in_reach"]][0] == 1 and to_ball @ d / dist > 0.99:
-        return KICK
-    target = b - d * 0.06
-    if (p - b) @ d > -0.03:
-        side = np.array([-d[1], d[0]])
-        s = np.sign((p - b) @ side) or 1.0
-        target = b + side * s * 0.1 - d * 0.05
-    v = target - p
-    return 1 + int(np.round(np.arctan2(v[1], v[0]) / (np.pi / 4))) % 8
-
-
 def mixed_batch_actions(obs: torch.Tensor, lay: dict, rng: np.random.Generator, p_scripted=0.6) -> torch.Tensor:
     """[B, N] int64: each agent plays the scripted striker with probability p_scripted, else random."""
     o = obs.cpu().numpy()
