@@ -75,9 +75,10 @@ class TrainConfig:
     if its budget were spent (final evaluation and checkpoint)"""
     learning_rate: float = 1e-3
     """Adam learning rate"""
-    anneal_lr: bool = False
-    """decay the learning rate linearly to zero over the run"""
-    update_epochs: int = 1
+    anneal_lr: bool = True
+    """decay the learning rate linearly towards zero over the env-step budget (a run stopped
+    earlier by `max_minutes` ends part-way down the ramp)"""
+    update_epochs: int = 2
     """passes over each batch"""
     num_minibatches: int = 8
     """minibatches per pass (split over sequences: one player's segment of steps)"""
@@ -163,7 +164,7 @@ PRESETS: dict[str, TrainConfig] = {
     # the README's first command: a couple of minutes on 2 CPU cores
     "quick": TrainConfig(name="quick", total_env_steps=3_000_000, eval_every=10, eval_matches=32, save_every=10),
     # the learning benchmark: 2v2 against the positional team bot, 15 minutes on 2 cores
-    "2v2": TrainConfig(name="2v2", total_env_steps=100_000_000, max_minutes=15.0),
+    "2v2": TrainConfig(name="2v2", total_env_steps=100_000_000, max_minutes=15.0, eval_every=50),
     # self-play, both sides learn
     "selfplay": TrainConfig(name="selfplay", opponent="self"),
     # one entity-encoder policy
