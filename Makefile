@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (see README):
-#   make train  set up .venv and run a short GRPO training (TensorBoard logs in runs/quick)
+#   make train  set up .venv and run a short GRPO training (TensorBoard logs in runs/quick-<time>)
 #   make test   set up .venv and run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/marl-grpo train --preset quick
+	$(BIN)/marl-grpo train --preset quick --name quick-$$(date +%Y%m%d-%H%M%S)
 
 demo: $(STAMP)
 	$(BIN)/marl-grpo demo --out runs/demo/match.gif

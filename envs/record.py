@@ -13,9 +13,12 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 VIDEO_EXTENSIONS = (".gif", ".mp4")
 FFMPEG_HINT = "pip install imageio-ffmpeg  (or: pip install 'marl-grpo[video]')"

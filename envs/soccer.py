@@ -419,7 +419,6 @@ class SoccerEngine:
     def _observe(self, x: Any, y: Any, vx: Any, vy: Any, bx: Any, by: Any, bvx: Any, bvy: Any,
                  t: Any, score: Any) -> Any:
         o, c = self.ops, self.config
-        B, N = self.num_envs, self.num_agents
         inv_l, inv_v = 1.0 / self.half_length, 1.0 / c.player_max_speed
         sign = self._sign
         x, y = x * inv_l, y * inv_l

@@ -15,8 +15,6 @@ Group layout, for the GRPO modes:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import torch
 
 from marl_grpo.agents import Bot, SoccerPolicy
@@ -73,7 +71,7 @@ class Collector:
     @torch.no_grad()
     def collect(self, steps: int) -> Segment:
         self._start_segment()
-        env, C = self.env, self.controlled.numel()
+        env = self.env
         B = env.num_envs
         obs_buf, act_buf, logp_buf, rew_buf, done_buf = [], [], [], [], []
         episode_returns, episode_results = [], []
