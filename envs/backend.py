@@ -65,6 +65,9 @@ class NumpyOps:
     def clip(self, x: np.ndarray, low: float, high: float) -> np.ndarray:
         return np.minimum(np.maximum(x, low), high)  # np.clip has ~5x the call overhead
 
+    def permute(self, x: np.ndarray, *dims: int) -> np.ndarray:
+        return x.transpose(*dims)
+
     def contiguous(self, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x)
 
@@ -147,6 +150,9 @@ class TorchOps:
 
     def clip(self, x: torch.Tensor, low: float, high: float) -> torch.Tensor:
         return torch.clamp(x, low, high)
+
+    def permute(self, x: torch.Tensor, *dims: int) -> torch.Tensor:
+        return x.permute(*dims)
 
     def contiguous(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous()

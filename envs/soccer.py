@@ -192,7 +192,7 @@ class SoccerEngine:
         """
         N = self.num_agents
         terms = self.ops.rows(delta, self._pair_members).reshape(N, N - 1, -1) * self._pair_signs
-        return self._sum_agents(terms.transpose(1, 0, 2) if self.ops.name == "numpy" else terms.transpose(0, 1))
+        return self._sum_agents(self.ops.permute(terms, 1, 0, 2))
 
     def _norm(self, dx: Any, dy: Any) -> Any:
         return self.ops.sqrt(dx * dx + dy * dy)
@@ -444,8 +444,7 @@ class SoccerEngine:
         time_left = 1.0 - o.to_float(t) * (1.0 / c.max_cycles)
         rows += [1.0 - self_x, -self_y, -1.0 - self_x, -self_y, self._ones * time_left, own, opp]
         rows += self._ids
-        return o.contiguous(o.stack(rows, 0).transpose(2, 1, 0) if o.name == "numpy"
-                            else o.stack(rows, 0).permute(2, 1, 0))
+        return o.contiguous(o.permute(o.stack(rows, 0), 2, 1, 0))
 
     def global_state(self) -> Any:
         """World-frame global state [B, state_dim] for a centralized critic: every player's

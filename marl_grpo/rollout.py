@@ -79,8 +79,9 @@ class Collector:
         for _ in range(steps):
             own = obs[:, self.controlled]
             actions, logp = self.policy.act(own, generator=self.generator)
-            full = actions if self.opponent is None else torch.empty(B, env.num_agents, dtype=torch.long, device=env.device)
+            full = actions
             if self.opponent is not None:
+                full = torch.empty(B, env.num_agents, dtype=torch.long, device=env.device)
                 full[:, self.controlled] = actions
                 full[:, self.others] = self.opponent.act(obs)[:, self.others]
             obs_buf.append(own)
