@@ -28,3 +28,7 @@ __all__ += [
     "logp_entropy",
     "sample_actions",
 ]
+
+from .critic import CRITIC_KINDS, SoccerCritic
+
+__all__ += ["CRITIC_KINDS", "SoccerCritic"]

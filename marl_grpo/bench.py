@@ -160,8 +160,12 @@ def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
 
 @dataclass
 class TrainBenchConfig:
-    """Settings of `marl-grpo bench train`: the full GRPO loop (rollout, advantages, update)."""
+    """Settings of `marl-grpo bench train`: the full GRPO or PPO loop (rollout, advantages, update)."""
 
+    algo: str = "grpo"
+    """grpo or ppo (same batch: num_envs matches x 32 steps)"""
+    critic: str = "centralized"
+    """PPO's critic: centralized or decentralized"""
     threads: int = 2
     """torch CPU threads"""
     device: str = "cpu"
@@ -173,7 +177,7 @@ class TrainBenchConfig:
     opponent: str = "team"
     """scripted opponent (random, chaser, team) or self"""
     group_mode: str = "branch"
-    """GRPO group mode"""
+    """GRPO group mode (PPO rolls out without groups)"""
     update_epochs: int = 1
     """passes over each batch"""
     iterations: int = 5
@@ -183,22 +187,22 @@ class TrainBenchConfig:
 
 
 def run_train_bench(cfg: TrainBenchConfig) -> dict[str, float]:
-    """Print and return agent-steps/s of the whole GRPO iteration and of its parts."""
+    """Print and return agent-steps/s of the whole GRPO or PPO iteration, its parts, and the time
+    of one update (advantages + all minibatch steps) for the batch."""
     from marl_grpo.agents import SoccerPolicy, make_bot
     from marl_grpo.config import TrainConfig
-    from marl_grpo.grpo import GRPOLearner
-    from marl_grpo.rollout import Collector
+    from marl_grpo.train import make_collector, make_learner
 
     torch.set_num_threads(cfg.threads)
-    train_cfg = TrainConfig(team_size=cfg.team_size, num_envs=cfg.num_envs, opponent=cfg.opponent,
-                            group_mode=cfg.group_mode, update_epochs=cfg.update_epochs, arch=cfg.arch,
-                            device=cfg.device)
+    train_cfg = TrainConfig(algo=cfg.algo, critic=cfg.critic, team_size=cfg.team_size, num_envs=cfg.num_envs,
+                            opponent=cfg.opponent, group_mode=cfg.group_mode, update_epochs=cfg.update_epochs,
+                            arch=cfg.arch, device=cfg.device, seed=0)
     derived = train_cfg.derived()
     env = SoccerVecEnv(num_envs=cfg.num_envs, device=cfg.device, **train_cfg.env_kwargs())
     policy = SoccerPolicy(env.config, arch=cfg.arch, hidden=train_cfg.hidden, device=env.device)
     opponent = None if cfg.opponent == "self" else make_bot(cfg.opponent, env.config, device=env.device)
-    learner = GRPOLearner(policy, train_cfg)
-    collector = Collector(env, policy, opponent, train_cfg.group_size, derived["branch"], derived["episode"], 0)
+    learner = make_learner(policy, train_cfg, env.config)
+    collector = make_collector(env, policy, opponent, learner, train_cfg)
     times = {"rollout": 0.0, "advantages": 0.0, "update": 0.0}
     for i in range(cfg.iterations + 1):
         marks = [time.perf_counter()]
@@ -216,11 +220,18 @@ def run_train_bench(cfg: TrainBenchConfig) -> dict[str, float]:
     agent_steps = env_steps * env.num_agents
     learner_steps = env_steps * collector.controlled.numel()
     total = sum(times.values())
+    update_ms = 1e3 * (times["advantages"] + times["update"]) / cfg.iterations
     result = {"agent_steps_per_s": agent_steps / total, "learner_agent_steps_per_s": learner_steps / total,
+              "update_ms": update_ms, **learner.num_parameters(),
               **{f"{k}_fraction": v / total for k, v in times.items()}}
-    print(f"GRPO loop, {cfg.team_size}v{cfg.team_size} vs {cfg.opponent}, {cfg.num_envs} matches, "
-          f"{cfg.group_mode} groups, {cfg.update_epochs} epoch(s), {torch.get_num_threads()} threads, {cfg.arch}:")
+    groups = "no groups, " + train_cfg.critic + " critic" if cfg.algo == "ppo" else f"{cfg.group_mode} groups"
+    print(f"{cfg.algo.upper()} loop, {cfg.team_size}v{cfg.team_size} vs {cfg.opponent}, {cfg.num_envs} matches x "
+          f"{derived['segment_len']} steps, {groups}, {cfg.update_epochs} epoch(s), "
+          f"{torch.get_num_threads()} threads, {cfg.arch}:")
     print(f"  {result['agent_steps_per_s'] / 1e3:.0f}k agent-steps/s (all {env.num_agents} players), "
           f"{result['learner_agent_steps_per_s'] / 1e3:.0f}k learner agent-steps/s; time split: "
           + ", ".join(f"{k} {v / total:.0%}" for k, v in times.items()))
+    print(f"  update (advantages + {train_cfg.update_epochs * train_cfg.num_minibatches} minibatch steps): "
+          f"{update_ms:.0f} ms per iteration; parameters: "
+          + ", ".join(f"{k.split('_')[0]} {v}" for k, v in learner.num_parameters().items()))
     return result

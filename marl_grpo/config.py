@@ -1,6 +1,12 @@
 """Training configuration: one dataclass, a docstring under every field, and named presets.
 
     marl-grpo train --preset quick --total-env-steps 200000
+    marl-grpo train --preset quick --algo ppo          # the PPO-with-critic baseline
+
+GRPO and PPO share this one config: every setting they have in common (env, team size,
+opponent, budget, learning rate, epochs, minibatches, seed...) means the same for both. The
+GRPO-only fields (group_mode, group_size, supervision, scale) are ignored by PPO and the PPO-only
+fields (critic, gae_lambda, vf_coef, ...) by GRPO.
 
 Derived values (segment length, iterations, matches per group) are computed in one place,
 `TrainConfig.derived()`, and validated there with clear errors.
@@ -12,17 +18,21 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from marl_grpo.agents import BOT_NAMES
+from marl_grpo.agents import BOT_NAMES, CRITIC_KINDS
 
 GROUP_BASES = ("team", "branch", "episode")
 SUPERVISIONS = ("outcome", "process")
+ALGOS = ("grpo", "ppo")
 
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of a GRPO training run (and of the evaluation it runs as it goes)."""
+    """Hyperparameters of a GRPO or PPO training run (and of the evaluation it runs as it goes)."""
 
     # ------------------------------------------------------------------ run
+    algo: str = "grpo"
+    """grpo: group-relative advantages, no critic; ppo: GAE advantages from a learned critic
+    (the MAPPO-style baseline), same policy and same clipped-ratio loss"""
     name: str = "grpo"
     """run name: logs and checkpoints go to `<log_dir>/<name>/`"""
     log_dir: str = "runs"
@@ -55,15 +65,33 @@ class TrainConfig:
     group_size: int = 8
     """G: copies of a state (branch) or matches from one kickoff seed (episode) per group"""
     branch_horizon: int = 32
-    """H: steps each branch is played before the batch branches again (branch mode); the rollout
-    length in team-only mode"""
+    """H: steps per iteration's segment: how long each branch is played before the batch branches
+    again (branch mode), the rollout length in team-only mode and for PPO"""
     supervision: str = "process"
     """outcome: one advantage per member (its whole return); process: return-to-go at each step,
     normalised across the group at the same step (DeepSeekMath sec. 4.1.3)"""
     gamma: float = 0.99
-    """discount of the returns-to-go (process supervision)"""
+    """discount of the returns-to-go (GRPO process supervision) and of GAE (PPO)"""
     scale: str = "group"
     """advantage scaling: group std (GRPO), batch std, or none (Dr. GRPO)"""
+
+    # ------------------------------------------------------------------ PPO critic
+    critic: str = "centralized"
+    """PPO's value network input: decentralized (the agent's observation) or centralized
+    (the global state plus the agent's index, MAPPO)"""
+    critic_hidden: int = 128
+    """hidden width of the critic"""
+    gae_lambda: float = 0.95
+    """GAE lambda (Schulman et al. 2016)"""
+    vf_coef: float = 0.5
+    """weight of the value loss"""
+    clip_vloss: bool = True
+    """clip the value update around the rollout's values by clip_eps (CleanRL, MAPPO)"""
+    norm_value: bool = True
+    """value normalisation: the critic predicts returns standardised by a running mean and std
+    (MAPPO's ValueNorm)"""
+    norm_adv: bool = True
+    """normalise PPO advantages per minibatch (CleanRL); GRPO advantages are already group-scaled"""
 
     # ------------------------------------------------------------------ optimisation
     num_envs: int = 1024
@@ -119,6 +147,13 @@ class TrainConfig:
 
     def derived(self) -> dict[str, Any]:
         """Validate the config and return the values computed from it."""
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo={self.algo!r} is invalid: expected one of {ALGOS}")
+        if self.critic not in CRITIC_KINDS:
+            raise ValueError(f"critic={self.critic!r} is invalid: expected one of {CRITIC_KINDS}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected a value in [0, 1]")
         parts = self.group_mode.split("+")
         unknown = [p for p in parts if p not in GROUP_BASES]
         if unknown or len(set(parts)) != len(parts) or {"branch", "episode"} <= set(parts):
@@ -132,7 +167,8 @@ class TrainConfig:
             raise ValueError(f"opponent={self.opponent!r} is invalid: expected one of {(*BOT_NAMES, 'self')}")
         if self.eval_opponent not in BOT_NAMES:
             raise ValueError(f"eval_opponent={self.eval_opponent!r} is invalid: expected one of {BOT_NAMES}")
-        branch, episode = "branch" in parts, "episode" in parts
+        ppo = self.algo == "ppo"
+        branch, episode = not ppo and "branch" in parts, not ppo and "episode" in parts
         if (branch or episode) and (self.group_size < 2 or self.num_envs % self.group_size):
             raise ValueError(
                 f"num_envs={self.num_envs} must be a multiple of group_size={self.group_size} (>= 2) "
@@ -144,7 +180,7 @@ class TrainConfig:
         segment = self.max_cycles if episode else self.branch_horizon
         per_iteration = segment * self.num_envs
         return {
-            "team_in_group": "team" in parts,
+            "team_in_group": not ppo and "team" in parts,
             "branch": branch,
             "episode": episode,
             "segment_len": segment,

@@ -33,6 +33,10 @@ class Segment:
     team: torch.Tensor  # [C] 0 blue / 1 red, of each controlled agent
     episode_returns: list[float]  # mean return of the controlled agents, per match that ended
     episode_results: list[float]  # +1 win / 0 draw / -1 loss of the controlled side, per match that ended
+    agents: torch.Tensor  # [C] index in the match of each controlled agent
+    next_obs: torch.Tensor  # [B, C, D] observation after the last step (PPO bootstraps its value)
+    states: torch.Tensor | None = None  # [T, B, S] global state before each step (centralized critic)
+    next_state: torch.Tensor | None = None  # [B, S] global state after the last step
 
     @property
     def num_sequences(self) -> int:
@@ -43,9 +47,10 @@ class Collector:
     """Steps `env` with `policy` (for the controlled agents) and `opponent` (for the others)."""
 
     def __init__(self, env: SoccerVecEnv, policy: SoccerPolicy, opponent: Bot | None,
-                 group_size: int, branch: bool, episode: bool, seed: int):
+                 group_size: int, branch: bool, episode: bool, seed: int, record_state: bool = False):
         self.env, self.policy, self.opponent = env, policy, opponent
         self.group_size, self.branch, self.episode = group_size, branch, episode
+        self.record_state = record_state  # keep `env.state()` for a centralized critic
         n_blue, n = env.config.n_blue, env.num_agents
         device = env.device
         # self-play (no opponent): the policy controls everyone, and learns from both sides
@@ -73,7 +78,7 @@ class Collector:
         self._start_segment()
         env = self.env
         B = env.num_envs
-        obs_buf, act_buf, logp_buf, rew_buf, done_buf = [], [], [], [], []
+        obs_buf, act_buf, logp_buf, rew_buf, done_buf, state_buf = [], [], [], [], [], []
         episode_returns, episode_results = [], []
         obs = self.obs
         for _ in range(steps):
@@ -85,6 +90,8 @@ class Collector:
                 full[:, self.controlled] = actions
                 full[:, self.others] = self.opponent.act(obs)[:, self.others]
             obs_buf.append(own)
+            if self.record_state:
+                state_buf.append(env.state())
             act_buf.append(actions)
             logp_buf.append(logp)
             obs, rewards, terminated, truncated, infos = env.step(full)
@@ -102,4 +109,7 @@ class Collector:
             obs=torch.stack(obs_buf), actions=torch.stack(act_buf), logp=torch.stack(logp_buf),
             rewards=torch.stack(rew_buf), dones=torch.stack(done_buf), team=self.team,
             episode_returns=episode_returns, episode_results=episode_results,
+            agents=self.controlled, next_obs=obs[:, self.controlled],
+            states=torch.stack(state_buf) if self.record_state else None,
+            next_state=env.state() if self.record_state else None,
         )

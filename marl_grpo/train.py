@@ -1,13 +1,16 @@
-"""The GRPO training loop: rollout, advantage, update, log, evaluate, checkpoint.
+"""The training loop of GRPO and PPO: rollout, advantage, update, log, evaluate, checkpoint.
 
-    marl-grpo train --preset quick          # then: tensorboard --logdir runs
+    marl-grpo train --preset quick              # then: tensorboard --logdir runs
+    marl-grpo train --preset quick --algo ppo   # the critic baseline, same loop
 """
 
 from __future__ import annotations
 
+import resource
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,15 +22,43 @@ from marl_grpo.config import TrainConfig
 from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.evaluate import evaluate
+from marl_grpo.envs.config import SoccerConfig
 from marl_grpo.grpo import GRPOLearner
+from marl_grpo.learner import PolicyLearner
 from marl_grpo.logger import Logger
+from marl_grpo.ppo import PPOLearner
 from marl_grpo.rollout import Collector
 
 CHECKPOINT_DIR = "checkpoint"
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) a GRPO training run; returns the last evaluation and timing figures."""
+def make_learner(policy: SoccerPolicy, cfg: TrainConfig, env_config: SoccerConfig) -> PolicyLearner:
+    """The learner of `cfg.algo`: `GRPOLearner` (no critic) or `PPOLearner` (GAE + critic)."""
+    cfg.derived()  # validates algo
+    return PPOLearner(policy, cfg, env_config) if cfg.algo == "ppo" else GRPOLearner(policy, cfg)
+
+
+def make_collector(env: SoccerVecEnv, policy: SoccerPolicy, opponent: Any, learner: PolicyLearner,
+                   cfg: TrainConfig) -> Collector:
+    derived = learner.derived
+    return Collector(env, policy, opponent, cfg.group_size, derived["branch"], derived["episode"], cfg.seed,
+                     record_state=learner.needs_state)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA allocations on a GPU, else the peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def train(cfg: TrainConfig, on_iteration: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a GRPO or PPO training run; returns the last evaluation and timing figures.
+
+    `on_iteration(global_step)` is called after every iteration (`marl-grpo compare` uses it for
+    its progress display).
+    """
     derived = cfg.derived()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -43,8 +74,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     policy = SoccerPolicy(env.config, arch=cfg.arch, hidden=cfg.hidden, device=device)
     opponent = None if cfg.opponent == "self" else make_bot(
         cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device)
-    learner = GRPOLearner(policy, cfg)
-    collector = Collector(env, policy, opponent, cfg.group_size, derived["branch"], derived["episode"], cfg.seed)
+    learner = make_learner(policy, cfg, env.config)
+    collector = make_collector(env, policy, opponent, learner, cfg)
     iteration, global_step, elapsed, wall_before = 0, 0, 0.0, 0.0
     if cfg.resume:
         saved, _ = load_policy(ckpt_dir, device=device, env_config=env.config)
@@ -61,7 +92,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     logger = Logger(run_dir)
     if not cfg.resume:
-        logger.hyperparameters({**cfg.to_dict(), **derived, "policy_parameters": policy.num_parameters()})
+        counts = learner.num_parameters()
+        logger.hyperparameters({**cfg.to_dict(), **derived, **counts, "total_parameters": sum(counts.values())})
     wall_start = time.perf_counter()
     last_eval: dict[str, float] = {}
     recent_returns: list[float] = []
@@ -112,15 +144,20 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                       wall_before + time.perf_counter() - wall_start)
             bar.set_postfix(ret=f"{np.mean(recent_returns) if recent_returns else 0:.2f}",
                             win=f"{last_eval.get('eval/win_rate', float('nan')):.2f}")
+            if on_iteration is not None:
+                on_iteration(global_step)
             if done:
                 break
+        memory = peak_memory_mb(device)
+        logger.scalars({"charts/peak_memory_mb": memory}, global_step)
     finally:
         logger.close()
     return {"eval": last_eval, "global_step": global_step, "elapsed": elapsed, "run_dir": str(run_dir),
-            "wall_time": wall_before + time.perf_counter() - wall_start}
+            "wall_time": wall_before + time.perf_counter() - wall_start, "peak_memory_mb": memory,
+            "agent_steps_per_s": global_step * env.num_agents / max(elapsed, 1e-9), **learner.num_parameters()}
 
 
-def _save(ckpt_dir: Path, policy: SoccerPolicy, env: SoccerVecEnv, cfg: TrainConfig, learner: GRPOLearner,
+def _save(ckpt_dir: Path, policy: SoccerPolicy, env: SoccerVecEnv, cfg: TrainConfig, learner: PolicyLearner,
           collector: Collector, iteration: int, global_step: int, elapsed: float, wall_time: float) -> None:
     state = {
         "iteration": iteration, "global_step": global_step, "elapsed": elapsed, "wall_time": wall_time,

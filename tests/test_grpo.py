@@ -17,7 +17,8 @@ def _segment(T=3, B=4, C=2, seed=0) -> Segment:
     return Segment(obs=torch.zeros(T, B, C, 35), actions=torch.zeros(T, B, C, dtype=torch.long),
                    logp=torch.zeros(T, B, C), rewards=torch.randn(T, B, C, generator=g),
                    dones=torch.zeros(T, B, dtype=torch.bool), team=torch.zeros(C, dtype=torch.long),
-                   episode_returns=[], episode_results=[])
+                   episode_returns=[], episode_results=[], agents=torch.arange(C),
+                   next_obs=torch.zeros(B, C, 35))
 
 
 def _learner(**overrides) -> GRPOLearner:

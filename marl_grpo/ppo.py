@@ -1,0 +1,132 @@
+"""The PPO-with-critic baseline: GAE advantages from a learned value network.
+
+The same shared policy and the same `marl_grpo.losses.policy_loss` as GRPO (`PolicyLearner`
+runs the update); what differs is where the advantage comes from. MAPPO-style options (Yu et
+al. 2022, "The Surprising Effectiveness of PPO in Cooperative Multi-Agent Games"):
+
+- `critic`: decentralized (V of the agent's observation, IPPO) or centralized (V of the global
+  state plus the agent's index, MAPPO);
+- `clip_vloss`: value clipping around the rollout's predictions (`marl_grpo.losses.value_loss`);
+- `norm_value`: the critic predicts returns standardised by a running mean and variance (MAPPO's
+  ValueNorm; the statistics are gymnasium's `RunningMeanStd`, Chan et al.'s parallel update);
+- `norm_adv`: advantages standardised per minibatch (CleanRL's `ppo.py`).
+
+Advantages are GAE(gamma, lambda) (Schulman et al. 2016) over each player's segment, bootstrapped
+with V of the observation after the segment. A match's end, at `max_cycles` too, is treated as
+terminal: the observation holds the time left, so the time limit is part of the state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.wrappers.utils import RunningMeanStd
+
+from marl_grpo.advantages import gae
+from marl_grpo.agents import SoccerCritic, SoccerPolicy
+from marl_grpo.config import TrainConfig
+from marl_grpo.envs.config import SoccerConfig
+from marl_grpo.learner import PolicyLearner
+from marl_grpo.losses import explained_variance, value_loss
+from marl_grpo.rollout import Segment
+
+
+class ValueNormalizer:
+    """Running mean and variance of the value targets (MAPPO's ValueNorm, without its EMA)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.stats = RunningMeanStd(shape=())
+
+    def update(self, returns: torch.Tensor) -> None:
+        if self.enabled:
+            self.stats.update(returns.detach().double().cpu().numpy().reshape(-1))
+
+    def _moments(self) -> tuple[float, float]:
+        return float(self.stats.mean), float(np.sqrt(self.stats.var + 1e-8))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        mean, std = self._moments()
+        return (x - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        mean, std = self._moments()
+        return x * std + mean
+
+    def state_dict(self) -> dict[str, float]:
+        return {"mean": float(self.stats.mean), "var": float(self.stats.var), "count": float(self.stats.count)}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.stats.mean, self.stats.var, self.stats.count = (np.float64(state[k]) for k in ("mean", "var", "count"))
+
+
+class PPOLearner(PolicyLearner):
+    """GAE advantages from `SoccerCritic`; policy and value trained together by one Adam (CleanRL)."""
+
+    def __init__(self, policy: SoccerPolicy, cfg: TrainConfig, env_config: SoccerConfig):
+        self.critic = SoccerCritic(env_config, kind=cfg.critic, hidden=cfg.critic_hidden, device=policy.device)
+        super().__init__(policy, cfg, extra_parameters=self.critic.parameters())
+        self.normalize_advantages = cfg.norm_adv
+        self.value_norm = ValueNormalizer(cfg.norm_value)
+        self._batch: dict[str, Any] | None = None  # value targets of the segment being learned from
+
+    @property
+    def needs_state(self) -> bool:
+        return self.critic.kind == "centralized"
+
+    @torch.no_grad()
+    def advantages(self, segment: Segment) -> tuple[torch.Tensor, dict[str, float]]:
+        """GAE advantages `[T, M]` (M = B * C sequences, as GRPO's) and value statistics."""
+        T, B, C = segment.rewards.shape
+        inputs = self.critic.inputs(segment.obs, segment.states, segment.agents)  # [T, B, C, D_in]
+        values = self.critic(inputs)  # [T, B, C], normalised space
+        last = self.critic(self.critic.inputs(segment.next_obs, segment.next_state, segment.agents))
+        dones = segment.dones[:, :, None].expand(T, B, C)
+        raw_values = self.value_norm.denormalize(values)
+        advantages, returns = gae(segment.rewards, raw_values, dones, self.value_norm.denormalize(last),
+                                  gamma=self.cfg.gamma, lam=self.cfg.gae_lambda)
+        stats = {"losses/explained_variance": float(explained_variance(raw_values, returns)),
+                 "ppo/value_mean": float(raw_values.mean()),
+                 "ppo/return_mean": float(returns.mean()),
+                 "ppo/reward_mean": float(segment.rewards.sum(0).mean())}
+        self.value_norm.update(returns)
+        M = B * C
+        self._batch = {"segment": segment, "inputs": inputs.reshape(T, M, -1), "old_values": values.reshape(T, M),
+                       "targets": self.value_norm.normalize(returns).reshape(T, M)}
+        return advantages.reshape(T, M), stats
+
+    def update(self, segment: Segment, advantages: torch.Tensor) -> dict[str, float]:
+        if self._batch is None or self._batch["segment"] is not segment:
+            raise RuntimeError("PPOLearner.update needs the value targets of this segment: call advantages(segment) first")
+        try:
+            return super().update(segment, advantages)
+        finally:
+            self._batch = None
+
+    def _auxiliary_loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`vf_coef` x the (clipped) value loss of the minibatch, in the normalised space."""
+        batch = self._batch
+        values = self.critic(batch["inputs"][:, idx])
+        loss, stats = value_loss(values, batch["old_values"][:, idx], batch["targets"][:, idx],
+                                 clip_eps=self.cfg.clip_eps if self.cfg.clip_vloss else None)
+        stats.pop("explained_variance")  # logged once per iteration from the rollout's values (CleanRL)
+        return self.cfg.vf_coef * loss, stats
+
+    def num_parameters(self) -> dict[str, int]:
+        return {**super().num_parameters(), "critic_parameters": self.critic.num_parameters()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "critic": self.critic.state_dict(), "value_norm": self.value_norm.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.critic.load_state_dict(state["critic"])
+        self.value_norm.load_state_dict(state["value_norm"])
+
