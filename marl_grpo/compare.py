@@ -1,0 +1,318 @@
+"""`marl-grpo compare`: GRPO against the PPO-with-critic baseline, several seeds, one budget.
+
+    marl-grpo compare --name 2v2                       # runs/compare-2v2/{grpo,ppo}_seed{1,2,3}/
+    marl-grpo compare --name 2v2 --jobs 2              # two runs at a time (threads are split)
+    marl-grpo compare --name 2v2 --report-only         # redraw compare.png / compare.md
+    tensorboard --logdir runs/compare-2v2              # the curves overlay
+
+Both algorithms get the same env, opponent, budget in env steps and every shared setting (the
+`--train.*` options); `--grpo-args` / `--ppo-args` change settings for one algorithm only (its own
+tuning). Runs write TensorBoard logs and checkpoints as `marl-grpo train` does; a run that was
+cut off is resumed and a finished one is skipped, so the command can be re-run after a crash.
+
+The report is read back from the TensorBoard event files (what you see is what was logged):
+
+- `compare.png`: mean and 95% interval over seeds (Student t) of `eval/win_rate` against env
+  steps and against wall-clock time, and of `charts/episodic_return` against env steps;
+- `compare.md`: per algorithm, the final win rate (mean +- 95% interval), the env steps and wall
+  time to reach 50% and 80% win rate, agent-steps/s, parameters and peak memory.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import dataclasses
+import json
+import multiprocessing
+import queue
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tyro
+from tqdm import tqdm
+
+from marl_grpo.config import ALGOS, TrainConfig, preset
+
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+"""two-sided 95% Student t quantiles t_{0.975, df} (any statistics table, e.g. NIST/SEMATECH 1.3.6.7.2)"""
+THRESHOLDS = (0.5, 0.8)
+RESULT_FILE = "result.json"
+
+
+def _compare_train(**overrides: Any) -> TrainConfig:
+    return dataclasses.replace(preset("2v2"), name="", max_minutes=0.0, progress=False, **overrides)
+
+
+@dataclass
+class CompareConfig:
+    """Settings of `marl-grpo compare`."""
+
+    name: str = "2v2"
+    """the comparison's name: runs go to `<train.log_dir>/compare-<name>/<algo>_seed<k>/`"""
+    seeds: int = 3
+    """seeds per algorithm (1, 2, ... seeds)"""
+    algos: tuple[str, ...] = ALGOS
+    """algorithms to run"""
+    jobs: int = 1
+    """runs at a time; the `train.threads` CPU threads are shared among them"""
+    report_only: bool = False
+    """do not train: redraw compare.png and compare.md from the runs already there"""
+    grpo_args: str = ""
+    """extra `marl-grpo train` options for the GRPO runs only, e.g. "--group-size 16" """
+    ppo_args: str = ""
+    """extra `marl-grpo train` options for the PPO runs only, e.g. "--critic decentralized" """
+    train: TrainConfig = field(default_factory=lambda: _compare_train(total_env_steps=20_000_000, eval_every=10))
+    """settings shared by both algorithms (env, opponent, budget, optimiser, evaluation)"""
+
+
+COMPARE_PRESETS: dict[str, CompareConfig] = {
+    # the README's comparison: 2v2 against the positional team bot, 3 seeds, 20M env steps each
+    "2v2": CompareConfig(),
+    # end-to-end test size
+    "tiny": CompareConfig(name="tiny", seeds=2, train=dataclasses.replace(preset("tiny"), name="", progress=False)),
+}
+
+
+def compare_preset(name: str) -> CompareConfig:
+    if name not in COMPARE_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(COMPARE_PRESETS)}")
+    return dataclasses.replace(COMPARE_PRESETS[name])
+
+
+# --------------------------------------------------------------------------- runs
+def run_configs(cfg: CompareConfig) -> list[TrainConfig]:
+    """The TrainConfig of every run, shared settings first, then the algorithm's own options."""
+    unknown = [a for a in cfg.algos if a not in ALGOS]
+    if unknown or not cfg.algos:
+        raise ValueError(f"algos={cfg.algos!r} is invalid: expected a non-empty subset of {ALGOS}")
+    for name in ("seeds", "jobs"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name}={getattr(cfg, name)!r} is invalid: expected an int >= 1")
+    root = Path(cfg.train.log_dir) / f"compare-{cfg.name}"
+    threads = max(1, cfg.train.threads // min(cfg.jobs, cfg.seeds * len(cfg.algos)))
+    runs = []
+    for algo in cfg.algos:
+        extra = shlex.split(getattr(cfg, f"{algo}_args"))
+        for seed in range(1, cfg.seeds + 1):
+            base = dataclasses.replace(cfg.train, algo=algo, seed=seed, name=f"{algo}_seed{seed}",
+                                       log_dir=str(root), threads=threads, progress=False, resume=False)
+            if extra:
+                try:
+                    base = tyro.cli(TrainConfig, default=base, args=extra, prog=f"--{algo}-args")
+                except SystemExit:
+                    raise ValueError(f"--{algo}-args {getattr(cfg, f'{algo}_args')!r} holds an invalid "
+                                     "`marl-grpo train` option (see marl-grpo train --help)") from None
+                if base.algo != algo:
+                    raise ValueError(f"--{algo}-args may not change the algorithm (got --algo {base.algo})")
+            base.derived()  # validate now, not in a worker
+            runs.append(base)
+    return runs
+
+
+def _run_one(cfg: TrainConfig, progress: Any) -> dict[str, Any]:
+    """Train one run in a worker process (resuming it if it was cut off) and save its result."""
+    from marl_grpo.checkpoint import load_trainer_state
+    from marl_grpo.train import CHECKPOINT_DIR, train
+
+    run_dir = Path(cfg.log_dir) / cfg.name
+    ckpt = run_dir / CHECKPOINT_DIR
+    if ckpt.exists():
+        if (run_dir / RESULT_FILE).exists() and \
+                load_trainer_state(ckpt)["iteration"] >= cfg.derived()["iterations"]:
+            result = json.loads((run_dir / RESULT_FILE).read_text())
+            progress.put((cfg.name, result["global_step"]))
+            return result
+        cfg = dataclasses.replace(cfg, resume=True)
+    result = train(cfg, on_iteration=lambda step: progress.put((cfg.name, step)))
+    result = {k: v for k, v in result.items() if k != "eval"} | {"final_eval": result["eval"], "algo": cfg.algo,
+                                                                 "seed": cfg.seed}
+    (run_dir / RESULT_FILE).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def run_compare(cfg: CompareConfig) -> dict[str, Any]:
+    """Train every run (unless `report_only`), then write compare.png and compare.md."""
+    runs = run_configs(cfg)
+    root = Path(runs[0].log_dir)
+    if not cfg.report_only:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "compare_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
+        budget = {r.name: r.derived()["iterations"] * r.derived()["env_steps_per_iteration"] for r in runs}
+        done = dict.fromkeys(budget, 0)
+        context = multiprocessing.get_context("spawn")
+        with context.Manager() as manager, futures.ProcessPoolExecutor(
+                max_workers=cfg.jobs, mp_context=context, max_tasks_per_child=1) as pool:
+            progress = manager.Queue()
+            pending = {pool.submit(_run_one, r, progress): r.name for r in runs}
+            bar = tqdm(total=sum(budget.values()), unit="step", unit_scale=True, desc=f"compare-{cfg.name}")
+            while pending:
+                finished, _ = futures.wait(pending, timeout=1.0, return_when=futures.FIRST_COMPLETED)
+                try:
+                    while True:
+                        name, step = progress.get_nowait()
+                        done[name] = min(step, budget[name])
+                except queue.Empty:
+                    pass
+                bar.update(sum(done.values()) - bar.n)
+                running = sorted(n for n in pending.values() if 0 < done[n] < budget[n])
+                bar.set_postfix_str(", ".join(running))
+                for future in finished:
+                    name = pending.pop(future)
+                    future.result()  # re-raise a failed run's error here
+                    done[name] = budget[name]
+            bar.update(sum(done.values()) - bar.n)
+            bar.close()
+    return write_report(root, cfg.algos)
+
+
+# --------------------------------------------------------------------------- report
+def _scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one scalar tag of a run's event files ([] if absent)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    if tag not in accumulator.Tags()["scalars"]:
+        return np.zeros(0), np.zeros(0)
+    events = {e.step: e.value for e in accumulator.Scalars(tag)}  # a resumed run may repeat a step
+    steps = np.array(sorted(events), dtype=np.float64)
+    return steps, np.array([events[s] for s in sorted(events)], dtype=np.float64)
+
+
+def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and half-width of the two-sided 95% Student t interval over `axis` (0 for one sample)."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[axis]
+    mean = values.mean(axis)
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    df = n - 1
+    t = T_975[max(k for k in T_975 if k <= df)] if df <= 30 else 1.96
+    return mean, t * values.std(axis, ddof=1) / np.sqrt(n)
+
+
+def _on_grid(xs: list[np.ndarray], ys: list[np.ndarray], points: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Curves of every seed linearly interpolated on a common x grid (up to the shortest run)."""
+    end = min(x[-1] for x in xs)
+    grid = np.linspace(min(x[0] for x in xs), end, points)
+    return grid, np.stack([np.interp(grid, x, y) for x, y in zip(xs, ys)])
+
+
+def _first_reach(steps: np.ndarray, values: np.ndarray, threshold: float) -> float:
+    hit = np.nonzero(values >= threshold)[0]
+    return float(steps[hit[0]]) if hit.size else float("nan")
+
+
+def load_runs(root: Path, algos: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Every finished run under `root`, per algorithm: its logged curves and its result.json."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for algo in algos:
+        for run_dir in sorted(root.glob(f"{algo}_seed*"), key=lambda p: int(p.name.rsplit("seed", 1)[1])):
+            if not (run_dir / RESULT_FILE).exists():
+                continue
+            steps, win = _scalars(run_dir, "eval/win_rate")
+            wall_steps, wall = _scalars(run_dir, "eval/wall_time")
+            ret_steps, ret = _scalars(run_dir, "charts/episodic_return")
+            if steps.size == 0:
+                continue
+            wall_at = dict(zip(wall_steps, wall))
+            found.setdefault(algo, []).append({
+                "name": run_dir.name, "steps": steps, "win": win,
+                "wall": np.array([wall_at.get(s, np.nan) for s in steps]),
+                "ret_steps": ret_steps, "ret": ret,
+                "result": json.loads((run_dir / RESULT_FILE).read_text()),
+            })
+    if not found:
+        raise FileNotFoundError(f"no finished runs of {algos} under {str(root)!r}")
+    return found
+
+
+def write_report(root: Path, algos: tuple[str, ...]) -> dict[str, Any]:
+    """Write `compare.png` and `compare.md` into `root`; return the table's numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = load_runs(root, algos)
+    colors = {"grpo": "tab:blue", "ppo": "tab:orange"}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    summary: dict[str, Any] = {}
+    for algo, seeds in runs.items():
+        color, label = colors.get(algo), f"{algo.upper()} ({len(seeds)} seeds)"
+        panels = [
+            (axes[0], [s["steps"] for s in seeds], [s["win"] for s in seeds]),
+            (axes[1], [s["wall"] / 60 for s in seeds], [s["win"] for s in seeds]),
+            (axes[2], [s["ret_steps"] for s in seeds], [s["ret"] for s in seeds]),
+        ]
+        for ax, xs, ys in panels:
+            if any(x.size == 0 for x in xs):
+                continue
+            grid, values = _on_grid(xs, ys)
+            mean, half = mean_ci(values)
+            ax.plot(grid, mean, color=color, label=label)
+            ax.fill_between(grid, mean - half, mean + half, color=color, alpha=0.2)
+        finals = np.array([s["win"][-1] for s in seeds])
+        final_mean, final_half = mean_ci(finals)
+        row: dict[str, Any] = {"seeds": len(seeds), "final_win_rate": float(final_mean),
+                               "final_win_rate_ci": float(final_half), "final_win_rates": finals.tolist()}
+        for threshold in THRESHOLDS:
+            steps = np.array([_first_reach(s["steps"], s["win"], threshold) for s in seeds])
+            walls = np.array([_first_reach(s["wall"], s["win"], threshold) for s in seeds])
+            row[f"steps_to_{threshold:.0%}"] = steps.tolist()
+            row[f"wall_to_{threshold:.0%}"] = walls.tolist()
+        for key in ("agent_steps_per_s", "peak_memory_mb", "wall_time", "global_step"):
+            row[key] = float(np.mean([s["result"][key] for s in seeds]))
+        first = seeds[0]["result"]
+        row["parameters"] = {k: v for k, v in first.items() if k.endswith("_parameters")}
+        summary[algo] = row
+    titles = ["eval/win_rate vs env steps", "eval/win_rate vs wall-clock time", "charts/episodic_return"]
+    xlabels = ["env steps (match-steps)", "wall-clock minutes (evaluation included)", "env steps (match-steps)"]
+    for ax, title, xlabel in zip(axes, titles, xlabels):
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    axes[0].set_ylabel("win rate vs the evaluation bot")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[1].set_ylim(-0.02, 1.02)
+    fig.suptitle(f"{root.name}: mean and 95% interval over seeds")
+    fig.tight_layout()
+    fig.savefig(root / "compare.png", dpi=90)
+    plt.close(fig)
+    (root / "compare.md").write_text(_table(summary))
+    (root / "compare.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _reach_cell(values: list[float], scale: float, unit: str) -> str:
+    reached = [v for v in values if v == v]
+    if not reached:
+        return f"not reached (0/{len(values)})"
+    return f"{np.mean(reached) / scale:.1f}{unit} ({len(reached)}/{len(values)} seeds)"
+
+
+def _table(summary: dict[str, Any]) -> str:
+    lines = ["| | " + " | ".join(a.upper() for a in summary) + " |", "|---" * (len(summary) + 1) + "|"]
+
+    def add(label: str, cells: list[str]) -> None:
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    rows = list(summary.values())
+    add("seeds", [str(r["seeds"]) for r in rows])
+    add("final win rate (mean ± 95% CI)", [f"{r['final_win_rate']:.1%} ± {r['final_win_rate_ci']:.1%}" for r in rows])
+    add("final win rate per seed", [", ".join(f"{v:.0%}" for v in r["final_win_rates"]) for r in rows])
+    for threshold in THRESHOLDS:
+        add(f"env steps to {threshold:.0%} wins", [_reach_cell(r[f"steps_to_{threshold:.0%}"], 1e6, "M") for r in rows])
+        add(f"wall time to {threshold:.0%} wins", [_reach_cell(r[f"wall_to_{threshold:.0%}"], 60, " min") for r in rows])
+    add("env steps per run", [f"{r['global_step'] / 1e6:.1f}M" for r in rows])
+    add("wall time per run", [f"{r['wall_time'] / 60:.1f} min" for r in rows])
+    add("agent-steps/s (training)", [f"{r['agent_steps_per_s'] / 1e3:.0f}k" for r in rows])
+    add("parameters", [", ".join(f"{k.split('_')[0]} {v:,}" for k, v in r["parameters"].items()) for r in rows])
+    add("peak memory", [f"{r['peak_memory_mb']:.0f} MB" for r in rows])
+    return "\n".join(lines) + "\n"

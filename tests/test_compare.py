@@ -1,0 +1,82 @@
+"""`marl-grpo compare` end to end on a tiny budget, and the statistics of its report."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from marl_grpo.cli import main
+from marl_grpo.compare import CompareConfig, compare_preset, mean_ci, run_configs
+
+
+def test_mean_ci_is_the_student_t_interval():
+    mean, half = mean_ci(np.array([0.5, 0.7, 0.9]))
+    assert mean == pytest.approx(0.7)
+    assert half == pytest.approx(4.303 * 0.2 / np.sqrt(3))  # t_{0.975, 2} * s / sqrt(n), s = 0.2
+    mean, half = mean_ci(np.array([[1.0, 2.0], [3.0, 6.0]]))  # seeds x points
+    assert mean.tolist() == [2.0, 4.0]
+    assert half == pytest.approx([12.706 * np.sqrt(2) / np.sqrt(2), 12.706 * np.sqrt(8) / np.sqrt(2)])
+    assert mean_ci(np.array([0.4]))[1] == 0.0
+
+
+def test_run_configs_share_settings_and_apply_per_algorithm_options(tmp_path):
+    cfg = compare_preset("tiny")
+    cfg.train.log_dir = str(tmp_path)
+    cfg.ppo_args = "--critic decentralized --learning-rate 3e-4"
+    runs = run_configs(cfg)
+    assert [(r.algo, r.seed, r.name) for r in runs] == [
+        ("grpo", 1, "grpo_seed1"), ("grpo", 2, "grpo_seed2"), ("ppo", 1, "ppo_seed1"), ("ppo", 2, "ppo_seed2")]
+    assert {r.log_dir for r in runs} == {str(tmp_path / "compare-tiny")}
+    assert {(r.total_env_steps, r.num_envs, r.team_size, r.opponent) for r in runs} == {(384, 16, 2, "team")}
+    assert [r.learning_rate for r in runs] == [1e-3, 1e-3, 3e-4, 3e-4]
+    assert [r.critic for r in runs][2:] == ["decentralized"] * 2
+    with pytest.raises(ValueError, match="may not change the algorithm"):
+        run_configs(CompareConfig(ppo_args="--algo grpo"))
+    with pytest.raises(ValueError, match="holds an invalid"):
+        run_configs(CompareConfig(grpo_args="--no-such-option 3"))
+    with pytest.raises(ValueError, match=r"algos=\('a2c',\) is invalid"):
+        run_configs(CompareConfig(algos=("a2c",)))
+
+
+def test_compare_end_to_end(tmp_path, capsys):
+    root = tmp_path / "compare-tiny"
+    main(["compare", "--preset", "tiny", "--train.log-dir", str(tmp_path), "--jobs", "2", "--train.max-cycles", "16"])
+    out = capsys.readouterr().out
+    assert "final win rate" in out and "compare.png" in out
+
+    finals = {}
+    for algo in ("grpo", "ppo"):
+        for seed in (1, 2):
+            run = root / f"{algo}_seed{seed}"
+            acc = EventAccumulator(str(run))
+            acc.Reload()
+            tags = set(acc.Tags()["scalars"])
+            assert {"eval/win_rate", "eval/wall_time", "charts/episodic_return", "losses/policy_loss"} <= tags
+            assert ("losses/value_loss" in tags) == (algo == "ppo")
+            assert [e.step for e in acc.Scalars("eval/win_rate")] == [256, 384]  # eval_every 2, 3 iterations
+            finals.setdefault(algo, []).append(acc.Scalars("eval/win_rate")[-1].value)
+            result = json.loads((run / "result.json").read_text())
+            assert result["global_step"] == 384 and result["seed"] == seed and result["peak_memory_mb"] > 10
+
+    image = Image.open(root / "compare.png")
+    assert image.size[0] > 1000 and len(np.unique(np.asarray(image.convert("L")))) > 10  # drawn, not blank
+    summary = json.loads((root / "compare.json").read_text())
+    for algo in ("grpo", "ppo"):
+        assert summary[algo]["seeds"] == 2
+        assert summary[algo]["final_win_rate"] == pytest.approx(np.mean(finals[algo]))
+    assert summary["ppo"]["parameters"]["critic_parameters"] > 0
+    assert "critic_parameters" not in summary["grpo"]["parameters"]
+    table = (root / "compare.md").read_text()
+    for row in ("final win rate", "env steps to 50% wins", "wall time to 80% wins", "agent-steps/s",
+                "parameters", "peak memory"):
+        assert row in table
+
+    # finished runs are skipped when the command runs again; the report is redrawn the same
+    stamp = (root / "ppo_seed1" / "result.json").stat().st_mtime_ns
+    main(["compare", "--preset", "tiny", "--train.log-dir", str(tmp_path), "--train.max-cycles", "16"])
+    assert (root / "ppo_seed1" / "result.json").stat().st_mtime_ns == stamp
+    assert json.loads((root / "compare.json").read_text()) == summary
+    main(["compare", "--preset", "tiny", "--train.log-dir", str(tmp_path), "--report-only"])
+    assert json.loads((root / "compare.json").read_text()) == summary
