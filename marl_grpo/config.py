@@ -201,6 +201,9 @@ PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(name="quick", total_env_steps=3_000_000, eval_every=10, eval_matches=32, save_every=10),
     # the learning benchmark: 2v2 against the positional team bot, 15 minutes on 2 cores
     "2v2": TrainConfig(name="2v2", total_env_steps=100_000_000, max_minutes=15.0, eval_every=50),
+    # the PPO-with-critic baseline on the same benchmark (4 epochs: PPO's best in a small sweep)
+    "ppo-2v2": TrainConfig(name="ppo-2v2", algo="ppo", update_epochs=4, total_env_steps=100_000_000,
+                           max_minutes=15.0, eval_every=50),
     # self-play, both sides learn
     "selfplay": TrainConfig(name="selfplay", opponent="self"),
     # one entity-encoder policy
