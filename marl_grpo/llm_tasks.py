@@ -1,0 +1,229 @@
+"""Tasks of the LLM trainer: prompts drawn from real soccer matches, and the reward of an answer.
+
+Both tasks draw their prompts from states of matches that scripted bots (or a trained soccer
+policy) play in a `SoccerVecEnv`; the matches advance `stride` steps between two draws, and each
+prompt shows one player's observation (either team: observations are mirrored). With `balance`
+(the default) the (match, player) pairs are drawn with weights 1 / frequency of the direction
+of the ball from the player (8 compass sectors, or within reach), so every direction is about
+equally likely: in real play the ball is east of most players most of the time, and a policy
+answering "east" to everything would otherwise score twice chance without reading the prompt.
+
+- ``soccer`` (the decision task): the answer is an action. Each prompt's state is copied with
+  `SoccerVecEnv.branch` into G + 10 matches: copy g plays the action of completion g, and copy
+  G + a plays action a, so every prompt also gets the return of all 10 actions (the *action
+  table*). In every copy the LLM's player **holds** its action for `horizon` steps (one held
+  decision matters more than a single step would, and needs no second policy for the later
+  steps) while bots play everyone else. The return is that player's summed env reward over
+  the H steps (the env's named components with the task's weights), cut after a goal or the
+  end of the match (a kickoff says nothing about the decision). It is scored against the
+  action table of its own state::
+
+      reward = clip((R - mean_a R_a) / (max_a R_a - mean_a R_a), 0, 1)
+
+  i.e. the share of the best action's gain over the average action that the answer achieved:
+  1 for the best action, 0 for an action no better than a random one. A uniformly random
+  valid answer then scores ``mean_a reward(a)`` (*chance*, about 0.25, logged per batch), the
+  best one 1. A state where every action gives the same return scores 0 (no signal).
+- ``direction`` (text-only and verifiable): "which direction is the ball", from the ball's
+  rounded offset; exact match of the compass word gives 1, anything else 0 (DeepSeekMath's
+  outcome reward, Shao et al. 2024, sec. 4.1.2). Chance is 1/9.
+
+A malformed answer plays ``stay`` in the simulation; the trainer subtracts its format penalty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from marl_grpo.agents import Bot, SoccerPolicy, direction_to_action, make_bot
+from marl_grpo.agents.llm_text import ACTION_WORDS, DIRECTION_ANSWERS, render_direction, render_soccer
+from marl_grpo.envs import NUM_ACTIONS, SoccerVecEnv
+
+TASKS = ("soccer", "direction")
+
+
+@dataclass
+class PromptBatch:
+    """P prompts and what scoring their answers needs."""
+
+    prompts: list[str]  # [P]
+    slots: torch.Tensor  # [P] int64: the match each prompt's state comes from
+    players: torch.Tensor  # [P] int64: the player whose observation the prompt shows
+    truth: torch.Tensor | None = None  # [P] int64: the right answer (verifiable tasks)
+
+
+class MatchSource:
+    """`num_envs` matches played by bots (or a soccer policy), advanced `stride` steps per draw.
+
+    Args:
+        num_envs: matches in the pool.
+        stride: steps played between two draws.
+        env_kwargs: `SoccerConfig` fields (team sizes, reward weights, ...).
+        bot, bot_strength: the scripted bot that plays every player of the pool.
+        policy: a trained soccer policy playing instead of the bot (None: the bot).
+        seed: seeds the matches, the bots and the draws.
+        balance: draw (match, player) pairs evenly over the direction of the ball (see above).
+    """
+
+    def __init__(self, num_envs: int, stride: int, env_kwargs: dict[str, Any], bot: str = "team",
+                 bot_strength: float = 1.0, policy: SoccerPolicy | None = None, seed: int = 0, device: Any = "cpu",
+                 balance: bool = True):
+        self.env = SoccerVecEnv(num_envs=num_envs, device=device, **env_kwargs)
+        self.config, self.stride, self.policy, self.balance = self.env.config, stride, policy, balance
+        self.bot = make_bot(bot, self.config, strength=bot_strength, seed=seed, device=device)
+        self.branch_bot = make_bot(bot, self.config, strength=bot_strength, seed=seed + 1, device=device)
+        self.generator = torch.Generator(device=self.env.device).manual_seed(seed)
+        self.obs = self.env.reset(seed=seed)
+
+    def others(self, obs: torch.Tensor, bot: Bot) -> torch.Tensor:
+        """Actions of every player, int64 [B, N], from the soccer policy or the bot."""
+        if self.policy is not None:
+            return self.policy.act(obs, generator=self.generator)[0]
+        return bot.act(obs)
+
+    def advance(self) -> None:
+        for _ in range(self.stride):
+            self.obs = self.env.step(self.others(self.obs, self.bot))[0]
+
+    def pick(self, num_prompts: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`num_prompts` distinct (match, player) pairs: (slots [P], players [P]).
+
+        Without `balance`, distinct matches and a uniformly random player in each; with it, pairs
+        weighted by 1 / frequency of their ball-direction class (a match may then give two prompts).
+        """
+        g, B, N = self.generator, self.env.num_envs, self.env.num_agents
+        if num_prompts > B * N or (not self.balance and num_prompts > B):
+            raise ValueError(f"cannot draw {num_prompts} prompts from {B} matches of {N} players")
+        if not self.balance:
+            slots = torch.randperm(B, generator=g, device=g.device)[:num_prompts]
+            players = torch.randint(N, (num_prompts,), generator=g, device=g.device)
+            return slots, players
+        layout = self.config.obs_layout()
+        ball = self.obs[..., layout["ball_rel"]]  # [B, N, 2]
+        near = self.obs[..., layout["ball_in_reach"]][..., 0] > 0.5
+        classes = torch.where(near, 0, direction_to_action(ball)).reshape(-1)  # 0 = in reach, 1..8 = compass
+        weights = 1.0 / torch.bincount(classes, minlength=9).float()[classes]
+        flat = torch.multinomial(weights.to(g.device), num_prompts, replacement=False, generator=g)
+        return flat // N, flat % N
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"env": self.env.get_state(), "generator": self.generator.get_state(),
+                "bot": self.bot.generator.get_state(), "branch_bot": self.branch_bot.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.obs = self.env.set_state({k: v.to(self.env.device) for k, v in state["env"].items()})
+        self.generator.set_state(state["generator"])
+        self.bot.generator.set_state(state["bot"])
+        self.branch_bot.generator.set_state(state["branch_bot"])
+
+
+class SoccerTask:
+    """The decision task (see the module docstring). `group_size` = 0 scores the action table only."""
+
+    name = "soccer"
+    answers = ACTION_WORDS
+
+    def __init__(self, num_prompts: int, group_size: int, horizon: int, stride: int, env_kwargs: dict[str, Any],
+                 bot: str = "team", bot_strength: float = 1.0, policy: SoccerPolicy | None = None, seed: int = 0,
+                 device: Any = "cpu", balance: bool = True):
+        self.num_prompts, self.group_size, self.horizon = num_prompts, group_size, horizon
+        self.copies = group_size + NUM_ACTIONS
+        self.source = MatchSource(num_prompts * self.copies, stride, env_kwargs, bot, bot_strength, policy, seed,
+                                  device, balance)
+
+    def draw(self) -> PromptBatch:
+        src = self.source
+        src.advance()
+        slots, players = src.pick(self.num_prompts)
+        return PromptBatch(render_soccer(src.obs[slots, players], src.config), slots, players)
+
+    @torch.no_grad()
+    def returns(self, batch: PromptBatch, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """H-step returns of the prompt player: (of `actions` int64 [P, G], of every action [P, A]).
+
+        Branches each prompt's match into G + A copies (`SoccerVecEnv.branch`), plays them H
+        steps with the player holding its action, then restores the pool (`get_state` /
+        `set_state`), so the source matches go on as if nothing happened.
+        """
+        src, env = self.source, self.source.env
+        P, K = self.num_prompts, self.copies
+        device = env.device
+        table_actions = torch.arange(NUM_ACTIONS, device=device).expand(P, -1)
+        held = torch.cat([actions.to(device).reshape(P, self.group_size), table_actions], 1).reshape(-1)  # [P*K]
+        player = batch.players.to(device).repeat_interleave(K)
+        rows = torch.arange(P * K, device=device)
+        snapshot = env.get_state()
+        obs = env.branch(batch.slots, K)
+        src.branch_bot.reset()
+        score = env.engine.state["score"].clone()
+        total = torch.zeros(P * K, device=device)
+        alive = torch.ones(P * K, dtype=torch.bool, device=device)
+        for _ in range(self.horizon):
+            full = src.others(obs, src.branch_bot)
+            full[rows, player] = held
+            obs, rewards, terminated, truncated, infos = env.step(full)
+            total += torch.where(alive, rewards[rows, player], 0.0)
+            alive &= ~(terminated | truncated) & (infos["score"] == score).all(-1)
+        src.obs = env.set_state(snapshot)
+        total = total.reshape(P, K)
+        return total[:, : self.group_size], total[:, self.group_size:]
+
+    def score(self, batch: PromptBatch, index: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Task rewards in [0, 1] of the answers `index` [P, G] (invalid ones play stay) and the
+        action table [P, A] on the same scale."""
+        played = torch.where(valid, index, torch.zeros_like(index))
+        returns, table = self.returns(batch, played)
+        mean, best = table.mean(1, keepdim=True), table.max(1, keepdim=True).values
+        gap = best - mean
+        informative = gap > 1e-6
+
+        def scale(x: torch.Tensor) -> torch.Tensor:
+            return torch.where(informative, ((x - mean) / gap.clamp(min=1e-6)).clamp(0.0, 1.0), torch.zeros_like(x))
+
+        return scale(returns), scale(table)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.source.load_state_dict(state)
+
+
+class DirectionTask:
+    """Which compass direction is the ball (see the module docstring); exact-match 0/1 reward."""
+
+    name = "direction"
+    answers = DIRECTION_ANSWERS
+
+    def __init__(self, num_prompts: int, group_size: int, stride: int, env_kwargs: dict[str, Any], bot: str = "team",
+                 bot_strength: float = 1.0, policy: SoccerPolicy | None = None, seed: int = 0, device: Any = "cpu",
+                 balance: bool = True):
+        self.num_prompts, self.group_size = num_prompts, group_size
+        self.source = MatchSource(num_prompts, stride, env_kwargs, bot, bot_strength, policy, seed, device, balance)
+
+    def draw(self) -> PromptBatch:
+        src = self.source
+        src.advance()
+        slots, players = src.pick(self.num_prompts)
+        prompts, answers = render_direction(src.obs[slots, players], src.config)
+        truth = torch.tensor([self.answers.index(a) for a in answers], dtype=torch.long)
+        return PromptBatch(prompts, slots, players, truth)
+
+    def score(self, batch: PromptBatch, index: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """0/1 rewards [P, G] of the answers `index` and the answer table [P, A] (one-hot truth)."""
+        truth = batch.truth.to(index.device)
+        rewards = ((index == truth[:, None]) & valid).float()
+        table = torch.nn.functional.one_hot(truth, len(self.answers)).float()
+        return rewards, table
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.source.load_state_dict(state)
+
+
+__all__ = ["TASKS", "DirectionTask", "MatchSource", "PromptBatch", "SoccerTask"]
