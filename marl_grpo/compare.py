@@ -26,7 +26,6 @@ import json
 import multiprocessing
 import queue
 import shlex
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -26,8 +26,8 @@ from marl_grpo.losses import policy_loss  # noqa: E402
 
 TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
 LLM_TAGS = {"llm/reward_mean", "llm/reward_std", "llm/frac_zero_std", "llm/invalid_frac", "llm/completion_len",
-            "llm/tokens_per_s", "losses/policy_loss", "losses/approx_kl", "losses/clipfrac", "losses/kl",
-            "eval/reward_greedy", "eval/reward_sampled", "eval/reward_chance"}
+            "llm/tokens_per_s", "llm/answer_reward", "losses/policy_loss", "losses/approx_kl", "losses/clipfrac",
+            "losses/kl", "losses/entropy", "eval/reward_greedy", "eval/reward_sampled", "eval/reward_chance"}
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +228,7 @@ def test_training_calls_the_shared_loss_and_changes_the_model(tmp_path, monkeypa
     # some valid ones, hence non-zero advantages
     args = ["--preset", "test", "--log-dir", str(log_dir), "--num-iterations", "2", "--ratio-level", "sequence",
             "--loss-type", "dr_grpo", "--kl-coef", "0.1", "--clip-eps-high", "0.3", "--max-new-tokens", "1",
-            "--prompts-per-step", "4", "--group-size", "4"]
+            "--prompts-per-step", "4", "--group-size", "4", "--ent-coef", "0.01"]
     llm_train.main(args)
     assert len(calls) == 2 * 2  # 2 iterations x 2 epochs x 1 minibatch
     assert {(c["ratio_level"], c["loss_type"], c["kl_coef"], c["clip_eps_high"], c["max_len"]) for c in calls} == {
