@@ -26,11 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerFast
-
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.envs.config import SoccerConfig
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 
 from .llm_text import ACTION_WORDS, parse_answers, render_soccer, vocabulary
 
@@ -111,7 +116,7 @@ class Completions:
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
 
-    def select_groups(self, groups: torch.Tensor) -> "Completions":
+    def select_groups(self, groups: torch.Tensor) -> Completions:
         """The rows of the prompt groups `groups` ([m] int64), keeping the group layout."""
         G = self.group_size
         index = (groups[:, None] * G + torch.arange(G, device=groups.device)).reshape(-1)
@@ -170,7 +175,8 @@ class LLMAgent:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: Any = "auto", dtype: torch.dtype | None = None) -> "LLMAgent":
+    def from_pretrained(cls, path: str | os.PathLike, device: Any = "auto",
+                        dtype: torch.dtype | None = None) -> LLMAgent:
         """Load a model and tokenizer saved with `save_pretrained` from a local folder (never the hub)."""
         folder = Path(path)
         if not (folder / "config.json").is_file():
@@ -184,11 +190,12 @@ class LLMAgent:
                 tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
                 model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
         except (OSError, ValueError) as err:
-            raise FileNotFoundError(f"--model {str(path)!r} could not be loaded as a causal LM with its tokenizer: {err}") from err
+            raise FileNotFoundError(
+                f"--model {str(path)!r} could not be loaded as a causal LM with its tokenizer: {err}") from err
         return cls(model, tokenizer, device)
 
     @classmethod
-    def tiny(cls, seed: int = 0, device: Any = "auto", **sizes: int) -> "LLMAgent":
+    def tiny(cls, seed: int = 0, device: Any = "auto", **sizes: int) -> LLMAgent:
         """A fresh tiny Llama-style model with the word-level tokenizer (`build_tiny_model` sizes as keywords)."""
         tokenizer = build_tiny_tokenizer()
         return cls(build_tiny_model(tokenizer, seed=seed, **sizes), tokenizer, device)
@@ -209,7 +216,8 @@ class LLMAgent:
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(self, prompts: list[str], num_samples: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-                 max_new_tokens: int = 4, greedy: bool = False, generator: torch.Generator | None = None) -> Completions:
+                 max_new_tokens: int = 4, greedy: bool = False,
+                 generator: torch.Generator | None = None) -> Completions:
         """`num_samples` completions of every prompt, sampled in one batch with a KV cache.
 
         Each prompt is encoded once and its cache is repeated `num_samples` times. Sampling is
@@ -319,9 +327,14 @@ class LLMAgent:
 
     # ------------------------------------------------------------------ acting
     def act(self, obs: torch.Tensor, config: SoccerConfig, greedy: bool = True, temperature: float = 1.0,
-            max_new_tokens: int = 4, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+            max_new_tokens: int | None = None,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Play: observations `[B, D]` (one row per controlled player) -> actions int64 `[B]`,
-        valid bool `[B]` and the answers. A malformed answer plays ``stay`` (action 0)."""
+        valid bool `[B]` and the answers. A malformed answer plays ``stay`` (action 0).
+        `max_new_tokens` defaults to the model's `generation_config` (the trainer stores the
+        answer length it trained with there), else 4."""
+        if max_new_tokens is None:
+            max_new_tokens = getattr(self.model.generation_config, "max_new_tokens", None) or 4
         prompts = render_soccer(obs, config)
         batch = self.generate(prompts, 1, temperature=temperature, max_new_tokens=max_new_tokens, greedy=greedy,
                               generator=generator)
@@ -330,9 +343,9 @@ class LLMAgent:
 
 
 __all__ = [
+    "SPECIAL_TOKENS",
     "Completions",
     "LLMAgent",
-    "SPECIAL_TOKENS",
     "build_tiny_model",
     "build_tiny_tokenizer",
     "eos_mask",

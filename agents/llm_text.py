@@ -21,8 +21,9 @@ A 2v2 soccer prompt reads::
     east is towards the opponent goal . actions : stay east northeast north northwest west
     southwest south southeast kick . answer with one action word . action :
 
-and the answer is one action word (then end-of-sequence). `parse_answer` is strict: the answer,
-stripped of surrounding white space, must be exactly one allowed word, else it is invalid.
+and the answer is one action word (then end-of-sequence, unless generation stops after one token).
+`parse_answer` is strict: the answer, stripped of surrounding white space, must be exactly one
+allowed word, else it is invalid.
 
 Every sentence is a template of `TEMPLATES` whose fields take values from `FIELD_VALUES` only
 (checked as each prompt is built), so `vocabulary()` derives the complete word list from the
@@ -37,7 +38,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
 from marl_grpo.envs.config import MAX_TEAM_SIZE, NUM_ACTIONS, SoccerConfig
 
 COMPASS = ("east", "northeast", "north", "northwest", "west", "southwest", "south", "southeast")

@@ -39,7 +39,12 @@ from typing import Any
 import torch
 
 from marl_grpo.agents import Bot, SoccerPolicy, direction_to_action, make_bot
-from marl_grpo.agents.llm_text import ACTION_WORDS, DIRECTION_ANSWERS, render_direction, render_soccer
+from marl_grpo.agents.llm_text import (
+    ACTION_WORDS,
+    DIRECTION_ANSWERS,
+    render_direction,
+    render_soccer,
+)
 from marl_grpo.envs import NUM_ACTIONS, SoccerVecEnv
 
 TASKS = ("soccer", "direction")

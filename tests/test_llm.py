@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-import marl_grpo.llm_train as llm_train  # noqa: E402
+from marl_grpo import llm_train  # noqa: E402
 from marl_grpo.agents import make_bot  # noqa: E402
 from marl_grpo.agents.llm import Completions, LLMAgent, build_tiny_tokenizer, eos_mask  # noqa: E402
 from marl_grpo.agents.llm_text import (  # noqa: E402
@@ -24,7 +24,7 @@ from marl_grpo.envs import SoccerVecEnv  # noqa: E402
 from marl_grpo.llm_tasks import DirectionTask, SoccerTask  # noqa: E402
 from marl_grpo.losses import policy_loss  # noqa: E402
 
-TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
 LLM_TAGS = {"llm/reward_mean", "llm/reward_std", "llm/frac_zero_std", "llm/invalid_frac", "llm/completion_len",
             "llm/tokens_per_s", "llm/answer_reward", "losses/policy_loss", "losses/approx_kl", "losses/clipfrac",
             "losses/kl", "losses/entropy", "eval/reward_greedy", "eval/reward_sampled", "eval/reward_chance"}
@@ -121,14 +121,14 @@ def test_invalid_answers_are_penalised():
     truth = [DIRECTION_ANSWERS[i] for i in batch.truth.tolist()]
     wrong = [next(w for w in DIRECTION_ANSWERS if w != t) for t in truth]
     texts = [truth[0], wrong[0], "ball north", truth[1], truth[1] + " .", "<bos>"]
-    rewards, task_rewards, valid, table = llm_train.answer_rewards(task, batch, texts, 3, format_penalty=0.5)
+    rewards, _, valid, table = llm_train.answer_rewards(task, batch, texts, 3, format_penalty=0.5)
     assert valid.tolist() == [True, True, False, True, False, False]
     assert rewards.tolist() == [1.0, 0.0, -0.5, 1.0, -0.5, -0.5]
     assert table.sum(1).tolist() == [1.0, 1.0]
     # the soccer task: a malformed answer plays stay, and gets stay's reward minus the penalty
     soccer = SoccerTask(num_prompts=2, group_size=2, horizon=3, stride=5, env_kwargs={"team_size": 2}, seed=1)
     batch = soccer.draw()
-    rewards, task_rewards, valid, table = llm_train.answer_rewards(
+    rewards, _, valid, table = llm_train.answer_rewards(
         soccer, batch, ["north", "nonsense", "kick", "east ."], 2, format_penalty=1.0)
     assert valid.tolist() == [True, False, True, False]
     assert torch.allclose(rewards, torch.stack([table[0, 3], table[0, 0] - 1, table[1, 9], table[1, 0] - 1]))
