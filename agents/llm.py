@@ -116,10 +116,14 @@ class Completions:
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
 
+    def group_rows(self, groups: torch.Tensor) -> torch.Tensor:
+        """[m * G] row indices of the prompt groups `groups` ([m] int64)."""
+        G = self.group_size
+        return (groups[:, None] * G + torch.arange(G, device=groups.device)).reshape(-1)
+
     def select_groups(self, groups: torch.Tensor) -> Completions:
         """The rows of the prompt groups `groups` ([m] int64), keeping the group layout."""
-        G = self.group_size
-        index = (groups[:, None] * G + torch.arange(G, device=groups.device)).reshape(-1)
+        G, index = self.group_size, self.group_rows(groups)
         return Completions(self.prompt_ids[index], self.prompt_mask[index], self.completion_ids[index],
                            self.completion_mask[index], [self.texts[i] for i in index.tolist()],
                            self.sample_logps[index], G)

@@ -6,11 +6,12 @@ saving never leaves a half-written checkpoint behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,27 +22,35 @@ from marl_grpo.envs import SoccerConfig
 POLICY_FILE, CONFIG_FILE, STATE_FILE = "policy.safetensors", "config.json", "trainer_state.pt"
 
 
-def save_checkpoint(path: str | os.PathLike, policy: SoccerPolicy, env_config: SoccerConfig,
-                    train_config: dict[str, Any], trainer_state: dict[str, Any] | None = None) -> Path:
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Write a checkpoint folder atomically: the body fills a temporary sibling, which then
+    replaces `path`; a crash mid-write leaves the previous checkpoint whole."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}, str(tmp / POLICY_FILE))
-    meta = {
-        "policy": policy.config_dict(),
-        "env": env_config.to_dict(),
-        "observation_features": env_config.observation_features(),
-        "obs_dim": env_config.obs_dim,
-        "train": train_config,
-    }
-    (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-    if trainer_state is not None:
-        torch.save(trainer_state, tmp / STATE_FILE)
+    yield tmp
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
-    return path
+
+
+def save_checkpoint(path: str | os.PathLike, policy: SoccerPolicy, env_config: SoccerConfig,
+                    train_config: dict[str, Any], trainer_state: dict[str, Any] | None = None) -> Path:
+    with atomic_directory(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}, str(tmp / POLICY_FILE))
+        meta = {
+            "policy": policy.config_dict(),
+            "env": env_config.to_dict(),
+            "observation_features": env_config.observation_features(),
+            "obs_dim": env_config.obs_dim,
+            "train": train_config,
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / STATE_FILE)
+    return Path(path)
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:

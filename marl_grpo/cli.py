@@ -15,7 +15,6 @@ Each command's options come from a config dataclass (see `--help` of each comman
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +32,8 @@ def parse_with_preset(argv: list[str], presets: dict[str, Any], default_name: st
                       description: str) -> Any:
     """`--preset NAME` picks the defaults (a config dataclass from `presets`); the other options
     override its fields through tyro."""
+    from marl_grpo.config import pick_preset
+
     name = default_name
     if "--preset" in argv:
         at = argv.index("--preset")
@@ -40,9 +41,10 @@ def parse_with_preset(argv: list[str], presets: dict[str, Any], default_name: st
             raise SystemExit(f"--preset needs a name: one of {', '.join(presets)}")
         name = argv[at + 1]
         argv = argv[:at] + argv[at + 2:]
-    if name not in presets:
-        raise SystemExit(f"{command}: unknown preset {name!r}; choose one of: {', '.join(presets)}")
-    default = dataclasses.replace(presets[name])
+    try:
+        default = pick_preset(presets, name)
+    except ValueError as err:
+        raise SystemExit(f"{command}: {err}") from None
     return tyro.cli(type(default), default=default, args=argv, prog=f"{command} --preset {name}",
                     description=f"{description} Presets: {', '.join(presets)} (default {default_name}).")
 

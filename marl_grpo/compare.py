@@ -34,7 +34,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from marl_grpo.config import ALGOS, TrainConfig, preset
+from marl_grpo.config import ALGOS, TrainConfig, pick_preset, preset
 
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
          10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
@@ -80,9 +80,7 @@ COMPARE_PRESETS: dict[str, CompareConfig] = {
 
 
 def compare_preset(name: str) -> CompareConfig:
-    if name not in COMPARE_PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(COMPARE_PRESETS)}")
-    return dataclasses.replace(COMPARE_PRESETS[name])
+    return pick_preset(COMPARE_PRESETS, name)
 
 
 # --------------------------------------------------------------------------- runs

@@ -215,7 +215,12 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
+def pick_preset(presets: dict[str, Any], name: str) -> Any:
+    """A fresh copy of `presets[name]` (train, compare and llm presets alike); a clear error otherwise."""
+    if name not in presets:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(presets)}")
+    return dataclasses.replace(presets[name])
+
+
 def preset(name: str) -> TrainConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return dataclasses.replace(PRESETS[name])
+    return pick_preset(PRESETS, name)

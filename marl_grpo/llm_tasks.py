@@ -125,7 +125,27 @@ class MatchSource:
         self.branch_bot.generator.set_state(state["branch_bot"])
 
 
-class SoccerTask:
+class _MatchTask:
+    """What both tasks share: a `MatchSource` to draw prompt states from, and its checkpoint state."""
+
+    source: MatchSource
+    num_prompts: int
+
+    def _next_states(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advance the matches and pick the prompts' players: (observations [P, D], slots [P], players [P])."""
+        src = self.source
+        src.advance()
+        slots, players = src.pick(self.num_prompts)
+        return src.obs[slots, players], slots, players
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.source.load_state_dict(state)
+
+
+class SoccerTask(_MatchTask):
     """The decision task (see the module docstring). `group_size` = 0 scores the action table only."""
 
     name = "soccer"
@@ -140,10 +160,8 @@ class SoccerTask:
                                   device, balance)
 
     def draw(self) -> PromptBatch:
-        src = self.source
-        src.advance()
-        slots, players = src.pick(self.num_prompts)
-        return PromptBatch(render_soccer(src.obs[slots, players], src.config), slots, players)
+        obs, slots, players = self._next_states()
+        return PromptBatch(render_soccer(obs, self.source.config), slots, players)
 
     @torch.no_grad()
     def returns(self, batch: PromptBatch, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,14 +208,8 @@ class SoccerTask:
 
         return scale(returns), scale(table)
 
-    def state_dict(self) -> dict[str, Any]:
-        return self.source.state_dict()
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.source.load_state_dict(state)
-
-
-class DirectionTask:
+class DirectionTask(_MatchTask):
     """Which compass direction is the ball (see the module docstring); exact-match 0/1 reward."""
 
     name = "direction"
@@ -210,10 +222,8 @@ class DirectionTask:
         self.source = MatchSource(num_prompts, stride, env_kwargs, bot, bot_strength, policy, seed, device, balance)
 
     def draw(self) -> PromptBatch:
-        src = self.source
-        src.advance()
-        slots, players = src.pick(self.num_prompts)
-        prompts, answers = render_direction(src.obs[slots, players], src.config)
+        obs, slots, players = self._next_states()
+        prompts, answers = render_direction(obs, self.source.config)
         truth = torch.tensor([self.answers.index(a) for a in answers], dtype=torch.long)
         return PromptBatch(prompts, slots, players, truth)
 
@@ -223,12 +233,6 @@ class DirectionTask:
         rewards = ((index == truth[:, None]) & valid).float()
         table = torch.nn.functional.one_hot(truth, len(self.answers)).float()
         return rewards, table
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.source.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.source.load_state_dict(state)
 
 
 __all__ = ["TASKS", "DirectionTask", "MatchSource", "PromptBatch", "SoccerTask"]

@@ -37,7 +37,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -49,8 +48,11 @@ from tqdm import tqdm
 
 from marl_grpo.advantages import SCALES, group_advantages, group_stats
 from marl_grpo.agents import BOT_NAMES
+from marl_grpo.checkpoint import atomic_directory
+from marl_grpo.config import pick_preset
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.envs.config import MAX_TEAM_SIZE
+from marl_grpo.learner import LOSS_TAGS
 from marl_grpo.llm_tasks import TASKS, DirectionTask, PromptBatch, SoccerTask
 from marl_grpo.logger import Logger
 from marl_grpo.losses import LOSS_TYPES, RATIO_LEVELS, policy_loss
@@ -58,11 +60,6 @@ from marl_grpo.losses import LOSS_TYPES, RATIO_LEVELS, policy_loss
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE, CONFIG_FILE = "trainer_state.pt", "llm_config.json"
 
-LOSS_TAGS = {"policy_loss": "losses/policy_loss", "entropy": "losses/entropy", "approx_kl": "losses/approx_kl",
-             "clip_frac": "losses/clipfrac",
-             "kl": "losses/kl", "ratio_mean": "losses/ratio_mean", "clip_frac_low": "losses/clipfrac_low",
-             "clip_frac_high": "losses/clipfrac_high", "grad_norm": "losses/grad_norm", "loss": "losses/total_loss"}
-"""`policy_loss` stats -> TensorBoard tags (CleanRL names, as `marl_grpo.grpo` logs them)"""
 
 
 @dataclass
@@ -255,9 +252,7 @@ PRESETS: dict[str, LLMConfig] = {
 
 
 def preset(name: str) -> LLMConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return dataclasses.replace(PRESETS[name])
+    return pick_preset(PRESETS, name)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -502,7 +497,7 @@ def _update(agent, ref_model, optimizer: torch.optim.Optimizer, completions, adv
         order = torch.randperm(P, generator=generator, device=generator.device).to(device)
         for start in range(0, P, per_batch):
             groups = order[start:start + per_batch]
-            rows = (groups[:, None] * G + torch.arange(G, device=device)).reshape(-1)
+            rows = completions.group_rows(groups)
             minibatch = completions.select_groups(groups)
             with _autocast(cfg, device):
                 logp, entropy = agent.completion_logps(minibatch, temperature=cfg.temperature, with_entropy=True)
@@ -531,15 +526,10 @@ def _update(agent, ref_model, optimizer: torch.optim.Optimizer, completions, adv
 def save_llm_checkpoint(path: Path, agent, cfg: LLMConfig, state: dict[str, Any]) -> Path:
     """Hugging Face files (`save_pretrained` of model and tokenizer) + `llm_config.json` +
     `trainer_state.pt`, written to a temporary sibling and renamed into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    agent.save(tmp)
-    (tmp / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
-    torch.save(state, tmp / STATE_FILE)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
+    with atomic_directory(path) as tmp:
+        agent.save(tmp)
+        (tmp / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
+        torch.save(state, tmp / STATE_FILE)
     return path
 
 
