@@ -5,9 +5,8 @@ Importing this module imports `transformers` (the optional extra ``pip install -
 
     agent = LLMAgent.from_pretrained("path/to/model")          # local files only, never the hub
     agent = LLMAgent.tiny(seed=0)                             # or a tiny Llama-style model built from a config
-    actions, valid, texts = agent.act(obs[:, 0], env.config)  # obs [B, D] -> int64 [B], bool [B]
     batch = agent.generate(prompts, num_samples=8, temperature=1.0, top_p=1.0, max_new_tokens=4)
-    logp = agent.completion_logps(batch)                      # [S, C] with grad, for the loss
+    logp = agent.completion_logps(batch)                      # [S, T] with grad, for the loss
 
 The prompt and answer formats live in `marl_grpo.agents.llm_text`. The tiny model and its
 word-level tokenizer are built in-process: `build_tiny_tokenizer` takes its vocabulary from the
@@ -27,7 +26,6 @@ from typing import Any
 
 import torch
 from marl_grpo.envs.backend import resolve_device
-from marl_grpo.envs.config import SoccerConfig
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
     AutoModelForCausalLM,
@@ -37,7 +35,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .llm_text import ACTION_WORDS, parse_answers, render_soccer, vocabulary
+from .llm_text import vocabulary
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
@@ -103,14 +101,13 @@ def _no_progress_bars() -> Iterator[None]:
 @dataclass
 class Completions:
     """Prompts and their sampled completions; S = prompts x samples (the G samples of one prompt
-    are contiguous), P = prompt width (left-padded), C = completion width (right-padded)."""
+    are contiguous), W = prompt width (left-padded), T = completion width (right-padded)."""
 
-    prompt_ids: torch.Tensor  # [S, P] int64
-    prompt_mask: torch.Tensor  # [S, P] int64, 1 = real token
-    completion_ids: torch.Tensor  # [S, C] int64, pad after the first EOS
-    completion_mask: torch.Tensor  # [S, C] float, 1 up to and including the first EOS
+    prompt_ids: torch.Tensor  # [S, W] int64
+    prompt_mask: torch.Tensor  # [S, W] int64, 1 = real token
+    completion_ids: torch.Tensor  # [S, T] int64, pad after the first EOS
+    completion_mask: torch.Tensor  # [S, T] float, 1 up to and including the first EOS
     texts: list[str]  # [S] each completion decoded up to (not including) its first EOS
-    sample_logps: torch.Tensor  # [S, C] log-probs of the sampled tokens at sampling time (temperature-scaled)
     group_size: int = 1  # G: rows [g * G, (g + 1) * G) share one prompt
 
     def __len__(self) -> int:
@@ -121,12 +118,11 @@ class Completions:
         G = self.group_size
         return (groups[:, None] * G + torch.arange(G, device=groups.device)).reshape(-1)
 
-    def select_groups(self, groups: torch.Tensor) -> Completions:
-        """The rows of the prompt groups `groups` ([m] int64), keeping the group layout."""
-        G, index = self.group_size, self.group_rows(groups)
-        return Completions(self.prompt_ids[index], self.prompt_mask[index], self.completion_ids[index],
-                           self.completion_mask[index], [self.texts[i] for i in index.tolist()],
-                           self.sample_logps[index], G)
+    def select(self, rows: torch.Tensor) -> Completions:
+        """The completions `rows` ([m * G] int64, whole prompt groups as `group_rows` gives them),
+        keeping the group layout."""
+        return Completions(self.prompt_ids[rows], self.prompt_mask[rows], self.completion_ids[rows],
+                           self.completion_mask[rows], [self.texts[i] for i in rows.tolist()], self.group_size)
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -135,7 +131,7 @@ class Completions:
 
 
 def eos_mask(completion_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """[S, C] float mask: 1 up to and including the first EOS of each row, 0 after it; a row
+    """[S, T] float mask: 1 up to and including the first EOS of each row, 0 after it; a row
     without EOS (cut at `max_new_tokens`) is all ones. As TRL's `GRPOTrainer` builds
     `completion_mask` (``is_eos``, ``eos_idx``, ``sequence_indices <= eos_idx``)."""
     is_eos = completion_ids == eos_token_id
@@ -249,7 +245,7 @@ class LLMAgent:
         rows = prompt_ids.shape[0]
         finished = torch.zeros(rows, dtype=torch.bool, device=device)
         mask = prompt_mask
-        tokens, logps = [], []
+        tokens = []
         for step in range(max_new_tokens):
             scaled = torch.log_softmax(logits / temperature, -1)
             if greedy:
@@ -259,7 +255,6 @@ class LLMAgent:
                 token = torch.multinomial(probs, 1, generator=generator)[:, 0]
             token = torch.where(finished, torch.full_like(token, tok.pad_token_id), token)
             tokens.append(token)
-            logps.append(scaled.gather(-1, token[:, None])[:, 0])
             finished = finished | (token == self.eos_token_id)
             if bool(finished.all()) or step + 1 == max_new_tokens:
                 break
@@ -270,8 +265,8 @@ class LLMAgent:
         model.train(was_training)
         completion_ids = torch.stack(tokens, 1)
         completion_mask = eos_mask(completion_ids, self.eos_token_id)
-        return Completions(prompt_ids, prompt_mask, completion_ids, completion_mask,
-                           self.decode(completion_ids), torch.stack(logps, 1) * completion_mask, num_samples)
+        return Completions(prompt_ids, prompt_mask, completion_ids, completion_mask, self.decode(completion_ids),
+                           num_samples)
 
     def decode(self, completion_ids: torch.Tensor) -> list[str]:
         """Each row up to (not including) its first EOS, special tokens kept (so a stray pad or
@@ -287,10 +282,10 @@ class LLMAgent:
     def completion_logps(self, batch: Completions, model: PreTrainedModel | None = None,
                          temperature: float = 1.0, share_prompt: bool = True,
                          with_entropy: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Per-token log-probs `[S, C]` of the completion tokens under `model` (default: this
+        """Per-token log-probs `[S, T]` of the completion tokens under `model` (default: this
         agent's) by a forward pass; positions after the first EOS are 0 (mask them with
         `batch.completion_mask`). Gradients flow when called outside `torch.no_grad()`.
-        `with_entropy` also returns the entropy `[S, C]` of each position's next-token distribution.
+        `with_entropy` also returns the entropy `[S, T]` of each position's next-token distribution.
 
         As TRL's ``GRPOTrainer._get_per_token_logps``: logits are divided by the sampling
         temperature, only the positions that predict completion tokens are projected to the
@@ -322,28 +317,12 @@ class LLMAgent:
                              position_ids=positions[:, -1:].repeat_interleave(G, 0) + steps, past_key_values=cache,
                              use_cache=True).logits
                 logits = torch.cat([logits, rest], 1)
-        log_probs = torch.log_softmax(logits.float() / temperature, -1)  # [S, C, V]
+        log_probs = torch.log_softmax(logits.float() / temperature, -1)  # [S, T, V]
         logp = log_probs.gather(-1, batch.completion_ids[..., None])[..., 0] * batch.completion_mask
         if not with_entropy:
             return logp
         entropy = -(log_probs.exp() * log_probs).sum(-1) * batch.completion_mask
         return logp, entropy
-
-    # ------------------------------------------------------------------ acting
-    def act(self, obs: torch.Tensor, config: SoccerConfig, greedy: bool = True, temperature: float = 1.0,
-            max_new_tokens: int | None = None,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """Play: observations `[B, D]` (one row per controlled player) -> actions int64 `[B]`,
-        valid bool `[B]` and the answers. A malformed answer plays ``stay`` (action 0).
-        `max_new_tokens` defaults to the model's `generation_config` (the trainer stores the
-        answer length it trained with there), else 4."""
-        if max_new_tokens is None:
-            max_new_tokens = getattr(self.model.generation_config, "max_new_tokens", None) or 4
-        prompts = render_soccer(obs, config)
-        batch = self.generate(prompts, 1, temperature=temperature, max_new_tokens=max_new_tokens, greedy=greedy,
-                              generator=generator)
-        actions, valid = parse_answers(batch.texts, ACTION_WORDS)
-        return actions.to(obs.device), valid.to(obs.device), batch.texts
 
 
 __all__ = [

@@ -48,8 +48,6 @@ HERE = "here"
 """the direction of something less than half a rounding step away"""
 DIRECTION_ANSWERS = (*COMPASS, HERE)
 """the answers of the direction task"""
-TASK_ANSWERS = {"soccer": ACTION_WORDS, "direction": DIRECTION_ANSWERS}
-"""allowed answer words of each task"""
 assert len(ACTION_WORDS) == NUM_ACTIONS
 
 METRES = 50.0
@@ -253,7 +251,6 @@ __all__ = [
     "DIRECTION_ANSWERS",
     "FIELD_VALUES",
     "HERE",
-    "TASK_ANSWERS",
     "TEMPLATES",
     "compass",
     "fill",

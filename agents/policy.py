@@ -2,7 +2,7 @@
 
 It reads the egocentric, mirrored observation (see `marl_grpo.envs.soccer_v0`) of each player and
 returns logits over the 10 actions. Every method takes observations of any leading shape
-`[..., D]` (`[B, N, D]` from the vector env, `[M, D]` from a rollout buffer, `[D]` for one
+`[..., D]` (`[B, N, D]` from the vector env, `[R, D]` rows from a rollout buffer, `[D]` for one
 player) and runs one batched forward over all rows; there is no Python loop over players or
 matches.
 

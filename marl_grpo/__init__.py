@@ -1,4 +1,24 @@
-"""marl-grpo: a multi-agent soccer simulator (PettingZoo API) and group-relative trainers."""
+"""marl-grpo: a multi-agent soccer simulator (PettingZoo API) and group-relative trainers.
+
+Shape letters: one meaning in every file (docstrings and comments write shapes as `[B, N, D]`).
+
+=====  =====================================================================================
+B      matches stepped together (the vector env's batch)
+N      players per match, blue then red
+C      players the learning policy controls per match (the blue team, or all N in self-play)
+D      observation width (`D_in`: the critic's input width)
+T      steps of a segment (soccer) or tokens of a completion (LLM): the length of a sequence
+S      sequences, the rows of the loss core and of the advantage maths (soccer: B * C
+       player-segments; LLM: P * G completions)
+G      group size: members of one GRPO group (copies, matches or completions)
+P      prompts of an LLM batch
+A      answers of a task (the 10 actions in soccer)
+V      vocabulary size; W: prompt width in tokens
+M      the larger team size (the observation has M - 1 teammate and M opponent slots)
+K      entities in a set the entity encoder pools (M - 1 teammates or M opponents)
+R      rows of one policy forward pass; E: entity embedding width; H: attention heads
+=====  =====================================================================================
+"""
 
 import os
 

@@ -3,11 +3,11 @@
 Pure functions on tensors: no env, model or logger. All outputs are detached: advantages
 and returns are targets, and a gradient through them would be a bug.
 
-Shape letters used below:
+Shape letters (the glossary is in `marl_grpo`'s docstring):
 
-- ``M``: members of all groups, flattened (e.g. players x branches x matches);
-- ``K``: independent columns normalised separately (e.g. time steps);
-- ``T``: time steps; ``B``: parallel environments (any trailing shape is allowed for GAE).
+- ``S``: sequences, the members of all groups flattened (e.g. players x branches x matches);
+- ``T``: time steps, or more generally columns normalised separately;
+- ``B``: parallel environments (any trailing shape is allowed for GAE); ``G``: groups.
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ def _group_index(
     """Map members to dense group indices.
 
     Returns:
-        ``(index, num_groups)``: ``index`` is ``[M]`` long in ``[0, num_groups)``.
+        ``(index, num_groups)``: ``index`` is ``[S]`` long in ``[0, num_groups)``.
     """
     if (group_ids is None) == (group_size is None):
         raise ValueError(
-            "pass exactly one of group_ids (arbitrary labels, shape [M]) or group_size "
+            "pass exactly one of group_ids (arbitrary labels, shape [S]) or group_size "
             f"(contiguous blocks), got group_ids={'None' if group_ids is None else 'a tensor'} "
             f"and group_size={group_size!r}"
         )
@@ -60,14 +60,14 @@ def _group_index(
             raise ValueError(f"group_size must be a positive int, got {group_size!r}")
         if num_members % group_size != 0:
             raise ValueError(
-                f"group_size={group_size} must divide the number of members M={num_members}"
+                f"group_size={group_size} must divide the number of members S={num_members}"
             )
         group_size = int(group_size)
         index = torch.arange(num_members, device=device) // group_size
         return index, num_members // group_size
     if tuple(group_ids.shape) != (num_members,):
         raise ValueError(
-            f"group_ids must have shape [M] = {[num_members]}, got {list(group_ids.shape)}"
+            f"group_ids must have shape [S] = {[num_members]}, got {list(group_ids.shape)}"
         )
     if group_ids.is_floating_point() or group_ids.is_complex():
         raise ValueError(f"group_ids must be an integer tensor, got dtype {group_ids.dtype}")
@@ -81,11 +81,11 @@ def _group_moments(
     """Per-group mean, unbiased std and constancy, fully vectorised with ``index_add_``.
 
     Args:
-        values: ``[M, K]`` float.
-        index: ``[M]`` dense group index.
+        values: ``[S, T]`` float.
+        index: ``[S]`` dense group index.
 
     Returns:
-        ``(mean, std, constant)``, each ``[G, K]``. ``std`` is 0 for singleton groups (where the
+        ``(mean, std, constant)``, each ``[G, T]``. ``std`` is 0 for singleton groups (where the
         unbiased std is undefined). ``constant`` is exact (max == min), so a group of identical
         values is recognised even when rounding makes its computed std a tiny non-zero.
     """
@@ -142,29 +142,29 @@ def group_advantages(
     exactly 0 for every member, never NaN: it carries no relative signal.
 
     Args:
-        returns: ``[M]``, or ``[M, K]`` where every column ``k`` is normalised independently
+        returns: ``[S]``, or ``[S, T]`` where every column ``t`` is normalised independently
             with the same groups (used by :func:`process_group_advantages`).
-        group_ids: ``[M]`` integer labels; any values, groups need not be contiguous nor
+        group_ids: ``[S]`` integer labels; any values, groups need not be contiguous nor
             equal-sized. Exclusive with ``group_size``.
         group_size: members ``[j * group_size, (j + 1) * group_size)`` form group ``j``; must
-            divide ``M``. Exclusive with ``group_ids``.
+            divide ``S``. Exclusive with ``group_ids``.
         scale: one of :data:`SCALES`.
         eps: ``>= 0``, added to the std.
 
     Returns:
-        ``[M]`` or ``[M, K]`` (the shape of ``returns``), detached, float32 or wider.
+        ``[S]`` or ``[S, T]`` (the shape of ``returns``), detached, float32 or wider.
     """
     _check_scale_eps(scale, eps)
     if returns.dim() not in (1, 2):
-        raise ValueError(f"returns must have shape [M] or [M, K], got {list(returns.shape)}")
+        raise ValueError(f"returns must have shape [S] or [S, T], got {list(returns.shape)}")
     values = _as_float(returns).detach()
     is_vector = values.dim() == 1
     if is_vector:
-        values = values[:, None]  # [M, 1]
+        values = values[:, None]  # [S, 1]
     index, num_groups = _group_index(values.shape[0], group_ids, group_size, values.device)
 
-    mean, std, constant = _group_moments(values, index, num_groups)  # [G, K] each
-    advantages = values - mean[index]  # [M, K]
+    mean, std, constant = _group_moments(values, index, num_groups)  # [G, T] each
+    advantages = values - mean[index]  # [S, T]
     if scale == "group":
         advantages = advantages / (std[index] + eps)
     elif scale == "batch":
@@ -183,12 +183,12 @@ def group_stats(
     """Diagnostics of the group baseline, as TRL logs them (``reward_std``, ``frac_reward_zero_std``).
 
     Args:
-        returns: ``[M]`` or ``[M, K]``; groups as in :func:`group_advantages`.
-        group_ids: ``[M]`` integer labels, exclusive with ``group_size``.
+        returns: ``[S]`` or ``[S, T]``; groups as in :func:`group_advantages`.
+        group_ids: ``[S]`` integer labels, exclusive with ``group_size``.
         group_size: contiguous group size, exclusive with ``group_ids``.
 
     Returns:
-        Detached 0-dim tensors (averaged over groups, and over columns for ``[M, K]``):
+        Detached 0-dim tensors (averaged over groups, and over columns for ``[S, T]``):
 
         - ``reward_std``: mean within-group unbiased std (0 for singletons);
         - ``frac_zero_std``: fraction of groups whose members all have the same return
@@ -197,7 +197,7 @@ def group_stats(
         TRL averages over members rather than groups; the two agree for equal-sized groups.
     """
     if returns.dim() not in (1, 2):
-        raise ValueError(f"returns must have shape [M] or [M, K], got {list(returns.shape)}")
+        raise ValueError(f"returns must have shape [S] or [S, T], got {list(returns.shape)}")
     values = _as_float(returns).detach()
     if values.dim() == 1:
         values = values[:, None]
@@ -272,23 +272,23 @@ def process_group_advantages(
     (unbiased std, ``scale``, exact 0 for constant groups).
 
     Args:
-        rewards: ``[T, M]`` per-step rewards of the ``M`` members.
-        group_ids: ``[M]`` integer labels, exclusive with ``group_size``.
+        rewards: ``[T, S]`` per-step rewards of the ``S`` members.
+        group_ids: ``[S]`` integer labels, exclusive with ``group_size``.
         group_size: contiguous group size, exclusive with ``group_ids``.
         gamma: discount of the return-to-go.
         scale: one of :data:`SCALES`.
         eps: ``>= 0``, added to the std.
-        dones: ``[T, M]`` optional episode ends, as in :func:`returns_to_go`.
+        dones: ``[T, S]`` optional episode ends, as in :func:`returns_to_go`.
 
     Returns:
-        ``[T, M]`` detached advantages.
+        ``[T, S]`` detached advantages.
     """
     if rewards.dim() != 2:
-        raise ValueError(f"rewards must have shape [T, M], got {list(rewards.shape)}")
-    future_returns = returns_to_go(rewards, gamma=gamma, dones=dones)  # [T, M]
+        raise ValueError(f"rewards must have shape [T, S], got {list(rewards.shape)}")
+    future_returns = returns_to_go(rewards, gamma=gamma, dones=dones)  # [T, S]
     advantages = group_advantages(
         future_returns.transpose(0, 1), group_ids=group_ids, group_size=group_size, scale=scale, eps=eps
-    )  # [M, T]: one column per step
+    )  # [S, T]: one column per step
     return advantages.transpose(0, 1).contiguous()
 
 

@@ -9,6 +9,9 @@
     marl-grpo demo [--out runs/demo/match.gif] [--team-size 2] ...  a scripted match, recorded
     marl-grpo bench env [--threads 2] ...                           environment throughput
     marl-grpo bench train [--algo grpo|ppo] ...                     GRPO / PPO loop throughput and update cost
+    marl-grpo study [--total-env-steps N] ...                       GRPO group modes side by side
+
+`python -m marl_grpo ...` is the same command.
 
 Each command's options come from a config dataclass (see `--help` of each command).
 """
@@ -19,58 +22,51 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import tyro
+from marl_grpo.run.presets import parse_config, parse_with_preset
 
 
-def _demo(argv: list[str]) -> None:
-    from marl_grpo.demo import DemoConfig, run_demo
-
-    run_demo(tyro.cli(DemoConfig, args=argv, prog="marl-grpo demo"))
-
-
-def parse_with_preset(argv: list[str], presets: dict[str, Any], default_name: str, command: str,
-                      description: str) -> Any:
-    """`--preset NAME` picks the defaults (a config dataclass from `presets`); the other options
-    override its fields through tyro."""
-    from marl_grpo.config import pick_preset
-
-    name = default_name
-    if "--preset" in argv:
-        at = argv.index("--preset")
-        if at + 1 >= len(argv):
-            raise SystemExit(f"--preset needs a name: one of {', '.join(presets)}")
-        name = argv[at + 1]
-        argv = argv[:at] + argv[at + 2:]
+def _checked(command: str, fn: Callable[[Any], Any], cfg: Any) -> Any:
+    """Run `fn(cfg)`, turning a bad-input error into a one-line `SystemExit` naming the command."""
     try:
-        default = pick_preset(presets, name)
-    except ValueError as err:
+        return fn(cfg)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
         raise SystemExit(f"{command}: {err}") from None
-    return tyro.cli(type(default), default=default, args=argv, prog=f"{command} --preset {name}",
-                    description=f"{description} Presets: {', '.join(presets)} (default {default_name}).")
 
 
 def _train(argv: list[str]) -> None:
-    from marl_grpo.config import PRESETS
-    from marl_grpo.train import train
+    from marl_grpo.rl import PRESETS, train
 
     cfg = parse_with_preset(argv, PRESETS, "2v2", "marl-grpo train", "GRPO or PPO (--algo ppo) training.")
-    try:
-        result = train(cfg)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
-        raise SystemExit(f"marl-grpo train: {err}") from None
+    result = _checked("marl-grpo train", train, cfg)
     print(f"done: {result['global_step']} env steps in {result['elapsed']:.0f} s; last evaluation: {result['eval']}")
     print(f"TensorBoard logs and checkpoint in {result['run_dir']}  (tensorboard --logdir {Path(result['run_dir']).parent})")
 
 
+def _llm(argv: list[str]) -> None:
+    from marl_grpo.llm import PRESETS, train_llm
+
+    cfg = parse_with_preset(argv, PRESETS, "tiny", "marl-grpo llm", "GRPO training of an LLM agent.")
+    try:
+        import transformers  # noqa: F401
+    except ImportError as err:
+        raise SystemExit(f"marl-grpo llm needs the LLM extra: pip install -e '.[llm]' ({err})") from None
+    result = _checked("marl-grpo llm", train_llm, cfg)
+    history = result["history"]["llm/answer_reward"]
+    if history:
+        print(f"done: {result['iteration']} iterations in {result['wall_time']:.0f} s; answer reward "
+              f"{history[0]:.3f} -> {history[-1]:.3f} (chance {result['history']['llm/reward_chance'][-1]:.3f}); "
+              f"last evaluation: {result['eval']}")
+    else:
+        print(f"nothing to do: the run is already at iteration {result['iteration']} of {cfg.total_iterations}")
+    print(f"TensorBoard logs and Hugging Face checkpoint in {result['run_dir']}")
+
+
 def _compare(argv: list[str]) -> None:
-    from marl_grpo.compare import COMPARE_PRESETS, run_compare
+    from marl_grpo.tools.compare import COMPARE_PRESETS, run_compare
 
     cfg = parse_with_preset(argv, COMPARE_PRESETS, "2v2", "marl-grpo compare",
                             "GRPO against the PPO-with-critic baseline over several seeds, same budget.")
-    try:
-        summary = run_compare(cfg)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
-        raise SystemExit(f"marl-grpo compare: {err}") from None
+    summary = _checked("marl-grpo compare", run_compare, cfg)
     root = Path(cfg.train.log_dir) / f"compare-{cfg.name}"
     print((root / "compare.md").read_text())
     print(f"plot: {root / 'compare.png'}; curves: tensorboard --logdir {root}")
@@ -78,43 +74,40 @@ def _compare(argv: list[str]) -> None:
         print(f"{algo}: final win rate {row['final_win_rate']:.1%} ± {row['final_win_rate_ci']:.1%}")
 
 
-def _llm(argv: list[str]) -> None:
-    try:
-        from marl_grpo.llm_train import main as llm_main
-    except ImportError as err:
-        raise SystemExit(f"marl-grpo llm needs the LLM extra: pip install -e '.[llm]' ({err})") from None
-    llm_main(argv)
+def _study(argv: list[str]) -> None:
+    from marl_grpo.tools.study import GroupModeStudy, run_study
+
+    _checked("marl-grpo study", run_study, parse_config(GroupModeStudy, argv, "marl-grpo study"))
 
 
 def _eval(argv: list[str]) -> None:
     from marl_grpo.play import EvalConfig, run_eval
 
-    _run_checked(run_eval, tyro.cli(EvalConfig, args=argv, prog="marl-grpo eval"))
+    _checked("marl-grpo eval", run_eval, parse_config(EvalConfig, argv, "marl-grpo eval"))
 
 
 def _watch(argv: list[str]) -> None:
     from marl_grpo.play import WatchConfig, run_watch
 
-    _run_checked(run_watch, tyro.cli(WatchConfig, args=argv, prog="marl-grpo watch"))
+    _checked("marl-grpo watch", run_watch, parse_config(WatchConfig, argv, "marl-grpo watch"))
 
 
-def _run_checked(fn: Callable, cfg: object) -> None:
-    try:
-        fn(cfg)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"marl-grpo: {err}") from None
+def _demo(argv: list[str]) -> None:
+    from marl_grpo.demo import DemoConfig, run_demo
+
+    run_demo(parse_config(DemoConfig, argv, "marl-grpo demo"))
 
 
 def _bench_env(argv: list[str]) -> None:
-    from marl_grpo.bench import EnvBenchConfig, run_env_bench
+    from marl_grpo.tools.bench import EnvBenchConfig, run_env_bench
 
-    run_env_bench(tyro.cli(EnvBenchConfig, args=argv, prog="marl-grpo bench env"))
+    run_env_bench(parse_config(EnvBenchConfig, argv, "marl-grpo bench env"))
 
 
 def _bench_train(argv: list[str]) -> None:
-    from marl_grpo.bench import TrainBenchConfig, run_train_bench
+    from marl_grpo.tools.bench import TrainBenchConfig, run_train_bench
 
-    run_train_bench(tyro.cli(TrainBenchConfig, args=argv, prog="marl-grpo bench train"))
+    _checked("marl-grpo bench train", run_train_bench, parse_config(TrainBenchConfig, argv, "marl-grpo bench train"))
 
 
 COMMANDS: dict[str, Callable[[list[str]], None] | dict[str, Callable[[list[str]], None]]] = {
@@ -124,6 +117,7 @@ COMMANDS: dict[str, Callable[[list[str]], None] | dict[str, Callable[[list[str]]
     "eval": _eval,
     "watch": _watch,
     "demo": _demo,
+    "study": _study,
     "bench": {"env": _bench_env, "train": _bench_train},
 }
 

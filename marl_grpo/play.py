@@ -11,11 +11,12 @@ import torch
 import tyro
 
 from marl_grpo.agents import BOT_NAMES, SoccerPolicy, make_bot
-from marl_grpo.checkpoint import load_policy, read_config
 from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.envs.record import save_video
-from marl_grpo.evaluate import evaluate
+from marl_grpo.rl.evaluate import evaluate
+from marl_grpo.run.checkpoint import load_policy, read_config
+from marl_grpo.run.files import EVAL_SEED
 
 
 @dataclass
@@ -30,7 +31,7 @@ class EvalConfig:
     """bot strength in [0, 1]"""
     matches: int = 200
     """number of matches (match i uses seed `seed + i`)"""
-    seed: int = 10_000
+    seed: int = EVAL_SEED
     """first match seed"""
     team_size: int | None = None
     """players per team (default: as in training)"""

@@ -1,9 +1,9 @@
-"""Compare GRPO group modes at equal env steps: `python scripts/group_modes.py [--total-env-steps N] ...`."""
+"""Compare GRPO group modes at equal env steps: `python scripts/group_modes.py [--total-env-steps N] ...`
+(= `marl-grpo study ...`)."""
 
-import marl_grpo  # noqa: F401  (before torch: OpenMP settings)
-import tyro
+import sys
 
-from marl_grpo.study import GroupModeStudy, run_study
+from marl_grpo.cli import main
 
 if __name__ == "__main__":
-    run_study(tyro.cli(GroupModeStudy))
+    main(["study", *sys.argv[1:]])

@@ -1,6 +1,8 @@
 """Thin entry point: `python scripts/llm.py ...` is `marl-grpo llm ...` (see --help)."""
 
-from marl_grpo.llm_train import main
+import sys
+
+from marl_grpo.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(["llm", *sys.argv[1:]])

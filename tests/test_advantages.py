@@ -149,7 +149,7 @@ def test_group_advantages_errors(kwargs, match):
 
 
 def test_group_advantages_rejects_bad_returns_shape():
-    with pytest.raises(ValueError, match=r"returns must have shape \[M\] or \[M, K\], got \[2, 2, 2\]"):
+    with pytest.raises(ValueError, match=r"returns must have shape \[S\] or \[S, T\], got \[2, 2, 2\]"):
         group_advantages(torch.zeros(2, 2, 2), group_size=2)
 
 

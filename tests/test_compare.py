@@ -8,7 +8,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from marl_grpo.cli import main
-from marl_grpo.compare import CompareConfig, compare_preset, mean_ci, run_configs
+from marl_grpo.tools.compare import CompareConfig, compare_preset, mean_ci, run_configs
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -24,7 +24,7 @@ def test_mean_ci_is_the_student_t_interval():
 def test_run_configs_share_settings_and_apply_per_algorithm_options(tmp_path):
     cfg = compare_preset("tiny")
     cfg.train.log_dir = str(tmp_path)
-    cfg.ppo_args = "--critic decentralized --learning-rate 3e-4"
+    cfg.algo_args["ppo"] = "--critic decentralized --learning-rate 3e-4"
     runs = run_configs(cfg)
     assert [(r.algo, r.seed, r.name) for r in runs] == [
         ("grpo", 1, "grpo_seed1"), ("grpo", 2, "grpo_seed2"), ("ppo", 1, "ppo_seed1"), ("ppo", 2, "ppo_seed2")]
@@ -33,9 +33,13 @@ def test_run_configs_share_settings_and_apply_per_algorithm_options(tmp_path):
     assert [r.learning_rate for r in runs] == [1e-3, 1e-3, 3e-4, 3e-4]
     assert [r.critic for r in runs][2:] == ["decentralized"] * 2
     with pytest.raises(ValueError, match="may not change the algorithm"):
-        run_configs(CompareConfig(ppo_args="--algo grpo"))
+        run_configs(CompareConfig(algo_args={"ppo": "--algo grpo"}))
     with pytest.raises(ValueError, match="holds an invalid"):
-        run_configs(CompareConfig(grpo_args="--no-such-option 3"))
+        run_configs(CompareConfig(algo_args={"grpo": "--no-such-option 3"}))
+    with pytest.raises(ValueError, match=r"holds an invalid .*learning_rate=-1.0 is invalid"):
+        run_configs(CompareConfig(algo_args={"grpo": "--learning-rate -1"}))
+    with pytest.raises(ValueError, match=r"algo_args names \['a2c'\]"):
+        run_configs(CompareConfig(algo_args={"a2c": "--seed 3"}))
     with pytest.raises(ValueError, match=r"algos=\('a2c',\) is invalid"):
         run_configs(CompareConfig(algos=("a2c",)))
 

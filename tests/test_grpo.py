@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from marl_grpo.agents import SoccerPolicy, make_bot
-from marl_grpo.config import TrainConfig, preset
-from marl_grpo.envs import SoccerVecEnv
-from marl_grpo.grpo import GRPOLearner
-from marl_grpo.rollout import Collector, Segment
+from marl_grpo.envs import SoccerConfig, SoccerVecEnv
+from marl_grpo.rl import TrainConfig, preset
+from marl_grpo.rl.grpo import GRPOLearner
+from marl_grpo.rl.rollout import Collector, Segment
+from marl_grpo.run.update import policy_update
 
 
 def _segment(T=3, B=4, C=2, seed=0) -> Segment:
@@ -24,7 +25,7 @@ def _segment(T=3, B=4, C=2, seed=0) -> Segment:
 def _learner(**overrides) -> GRPOLearner:
     cfg = dataclasses.replace(TrainConfig(), num_envs=4, group_size=2, **overrides)
     policy = SoccerPolicy(35, hidden=8, device="cpu")
-    return GRPOLearner(policy, cfg)
+    return GRPOLearner(policy, cfg, SoccerConfig(team_size=2))
 
 
 @pytest.mark.parametrize("mode, expected", [
@@ -41,7 +42,8 @@ def test_group_ids(mode, expected):
 def test_outcome_advantages_match_a_loop():
     learner = _learner(group_mode="branch", supervision="outcome")
     seg = _segment()
-    adv, stats = learner.advantages(seg)
+    batch, stats = learner.advantages(seg)
+    adv = batch.advantages.T  # [T, M]
     returns = seg.rewards.reshape(3, 8).sum(0)
     ids = learner.group_ids(seg).tolist()
     for m in range(8):
@@ -54,7 +56,7 @@ def test_outcome_advantages_match_a_loop():
 def test_process_advantages_use_returns_to_go_per_step():
     learner = _learner(group_mode="branch", supervision="process", gamma=0.5)
     seg = _segment()
-    adv, _ = learner.advantages(seg)
+    adv = learner.advantages(seg)[0].advantages.T
     r = seg.rewards.reshape(3, 8)
     rtg = torch.stack([r[2] * 0.25 + r[1] * 0.5 + r[0], r[2] * 0.5 + r[1], r[2]])
     ids = learner.group_ids(seg).tolist()
@@ -71,15 +73,21 @@ def test_one_real_iteration_changes_the_policy(opponent, kl_coef):
     env = SoccerVecEnv(num_envs=cfg.num_envs, device="cpu", **cfg.env_kwargs())
     policy = SoccerPolicy(env.config, hidden=16, device="cpu")
     bot = None if opponent == "self" else make_bot(opponent, env.config)
-    learner = GRPOLearner(policy, cfg)
+    learner = GRPOLearner(policy, cfg, env.config)
     learner.refresh_reference()
-    collector = Collector(env, policy, bot, cfg.group_size, True, False, seed=0)
+    collector = Collector(env, policy, bot, cfg.groups, seed=0)
     segment = collector.collect(cfg.branch_horizon)
     assert segment.obs.shape == (8, 16, 4 if opponent == "self" else 2, env.obs_dim)
     before = [p.clone() for p in policy.parameters()]
-    adv, _ = learner.advantages(segment)
-    stats = learner.update(segment, adv)
-    assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+    batch, _ = learner.advantages(segment)
+    with torch.no_grad():
+        logp_before = batch.log_probs(torch.arange(batch.num_units))[0]
+    stats = policy_update(batch, learner.optimizer, learner.parameters, cfg)
+    assert all(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+    # the step went uphill on the surrogate: actions with a positive advantage became more likely
+    with torch.no_grad():
+        moved = batch.log_probs(torch.arange(batch.num_units))[0] - logp_before
+    assert float((moved * batch.advantages).sum()) > 0
     assert {"losses/policy_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac"} <= set(stats)
     assert ("losses/kl" in stats) == (kl_coef > 0)
     # the first epoch starts on-policy: every ratio is 1 before the first step

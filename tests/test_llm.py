@@ -14,14 +14,17 @@ pytest.importorskip("transformers")
 
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from marl_grpo import llm_train  # noqa: E402
+import marl_grpo.run.update  # noqa: E402
+from marl_grpo.cli import main  # noqa: E402
+from marl_grpo.llm import LLMConfig, preset, train_llm  # noqa: E402
+from marl_grpo.llm.train import load_agent  # noqa: E402
 from marl_grpo.agents import make_bot  # noqa: E402
 from marl_grpo.agents.llm import Completions, LLMAgent, build_tiny_tokenizer, eos_mask  # noqa: E402
 from marl_grpo.agents.llm_text import (  # noqa: E402
     ACTION_WORDS, DIRECTION_ANSWERS, compass, parse_answer, parse_answers, render_direction, render_soccer, vocabulary,
 )
 from marl_grpo.envs import SoccerVecEnv  # noqa: E402
-from marl_grpo.llm_tasks import DirectionTask, SoccerTask  # noqa: E402
+from marl_grpo.llm.tasks import DirectionTask, SoccerTask, answer_rewards  # noqa: E402
 from marl_grpo.losses import policy_loss  # noqa: E402
 
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
@@ -55,8 +58,7 @@ def _batch(agent: LLMAgent, prompts: list[str], completions: list[list[str]], gr
                         for c in completions])
     mask = eos_mask(ids, agent.eos_token_id)
     return Completions(enc["input_ids"].repeat_interleave(group_size, 0),
-                       enc["attention_mask"].repeat_interleave(group_size, 0), ids, mask,
-                       agent.decode(ids), torch.zeros(ids.shape), group_size)
+                       enc["attention_mask"].repeat_interleave(group_size, 0), ids, mask, agent.decode(ids), group_size)
 
 
 def _scalars(run_dir: Path) -> dict[str, list]:
@@ -121,14 +123,14 @@ def test_invalid_answers_are_penalised():
     truth = [DIRECTION_ANSWERS[i] for i in batch.truth.tolist()]
     wrong = [next(w for w in DIRECTION_ANSWERS if w != t) for t in truth]
     texts = [truth[0], wrong[0], "ball north", truth[1], truth[1] + " .", "<bos>"]
-    rewards, _, valid, table = llm_train.answer_rewards(task, batch, texts, 3, format_penalty=0.5)
+    rewards, _, valid, table = answer_rewards(task, batch, texts, 3, format_penalty=0.5)
     assert valid.tolist() == [True, True, False, True, False, False]
     assert rewards.tolist() == [1.0, 0.0, -0.5, 1.0, -0.5, -0.5]
     assert table.sum(1).tolist() == [1.0, 1.0]
     # the soccer task: a malformed answer plays stay, and gets stay's reward minus the penalty
     soccer = SoccerTask(num_prompts=2, group_size=2, horizon=3, stride=5, env_kwargs={"team_size": 2}, seed=1)
     batch = soccer.draw()
-    rewards, _, valid, table = llm_train.answer_rewards(
+    rewards, _, valid, table = answer_rewards(
         soccer, batch, ["north", "nonsense", "kick", "east ."], 2, format_penalty=1.0)
     assert valid.tolist() == [True, False, True, False]
     assert torch.allclose(rewards, torch.stack([table[0, 3], table[0, 0] - 1, table[1, 9], table[1, 0] - 1]))
@@ -154,14 +156,23 @@ def test_soccer_branches_score_like_the_action_table():
 # --------------------------------------------------------------------------- log-probs and the loss
 
 
-def test_logps_match_sampling_and_mask_after_eos(agent):
+def test_logps_match_a_token_by_token_loop_and_mask_after_eos(agent):
     torch.manual_seed(0)
     env, obs = _states((2, 2), 5, seed=0)
     prompts = render_soccer(obs[:3], env.config)
     batch = agent.generate(prompts, 4, max_new_tokens=4, generator=torch.Generator().manual_seed(0), temperature=0.7)
     full = agent.completion_logps(batch, temperature=0.7, share_prompt=False)
     shared = agent.completion_logps(batch, temperature=0.7)
-    assert torch.allclose(full, batch.sample_logps, atol=1e-5) and torch.allclose(shared, full, atol=1e-5)
+    # the reference: one unpadded forward pass per completion prefix, log_softmax(logits / T)
+    expected = torch.zeros_like(full)
+    with torch.no_grad():
+        for s in range(len(batch)):
+            prompt = batch.prompt_ids[s][batch.prompt_mask[s].bool()]
+            for t in range(int(batch.completion_mask[s].sum())):
+                ids = torch.cat([prompt, batch.completion_ids[s, :t]])[None]
+                logits = agent.model(input_ids=ids).logits[0, -1]
+                expected[s, t] = torch.log_softmax(logits / 0.7, -1)[batch.completion_ids[s, t]]
+    assert torch.allclose(full, expected, atol=1e-5) and torch.allclose(shared, full, atol=1e-5)
     # the EOS mask: up to and including the first EOS
     ids = torch.tensor([[5, 2, 7, 2], [2, 0, 0, 0], [5, 6, 7, 8]])
     assert eos_mask(ids, 2).tolist() == [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]]
@@ -222,14 +233,14 @@ def test_training_calls_the_shared_loss_and_changes_the_model(tmp_path, monkeypa
         calls.append(kwargs)
         return policy_loss(*args, **kwargs)
 
-    monkeypatch.setattr(llm_train, "policy_loss", counting_policy_loss)
+    monkeypatch.setattr(marl_grpo.run.update, "policy_loss", counting_policy_loss)
     log_dir = tmp_path / "runs"
     # one-token answers (cut at max_new_tokens, no EOS needed) so that a fresh model already gives
     # some valid ones, hence non-zero advantages
-    args = ["--preset", "test", "--log-dir", str(log_dir), "--num-iterations", "2", "--ratio-level", "sequence",
+    args = ["llm", "--preset", "test", "--log-dir", str(log_dir), "--update-epochs", "2", "--ratio-level", "sequence",
             "--loss-type", "dr_grpo", "--kl-coef", "0.1", "--clip-eps-high", "0.3", "--max-new-tokens", "1",
             "--prompts-per-step", "4", "--group-size", "4", "--ent-coef", "0.01"]
-    llm_train.main(args)
+    main(args)
     assert len(calls) == 2 * 2  # 2 iterations x 2 epochs x 1 minibatch
     assert {(c["ratio_level"], c["loss_type"], c["kl_coef"], c["clip_eps_high"], c["max_len"]) for c in calls} == {
         ("sequence", "dr_grpo", 0.1, 0.3, 1)}
@@ -238,8 +249,8 @@ def test_training_calls_the_shared_loss_and_changes_the_model(tmp_path, monkeypa
         p.name for p in ckpt.iterdir()}
 
     # the parameters changed from the initialisation (the tiny model is built from the seed)
-    cfg = llm_train.preset("test")
-    fresh = llm_train.load_agent(cfg, torch.device("cpu")).model.state_dict()
+    cfg = preset("test")
+    fresh = load_agent(cfg, torch.device("cpu")).model.state_dict()
     trained = AutoModelForCausalLM.from_pretrained(ckpt, local_files_only=True).state_dict()
     changed = [k for k in fresh if not torch.equal(fresh[k], trained[k])]
     assert len(changed) >= len(fresh) // 2, changed
@@ -252,16 +263,16 @@ def test_training_calls_the_shared_loss_and_changes_the_model(tmp_path, monkeypa
 
     # no silent overwrite; --resume continues the step count
     with pytest.raises(SystemExit, match="--resume"):
-        llm_train.main(args)
-    llm_train.main(args + ["--resume", "--total-steps", "4"])
+        main(args)
+    main(args + ["--resume", "--total-iterations", "4"])
     assert [e.step for e in _scalars(log_dir / "llm-test")["llm/reward_mean"]] == [1, 2, 3, 4]
 
 
 def test_first_update_has_zero_kl_and_ratio_one(tmp_path):
     """With the reference a copy of the policy and old log-probs taken before the update, the
     first minibatch of the first iteration has KL 0 and ratio exactly 1."""
-    result = llm_train.train_llm(llm_train.LLMConfig(**{
-        **llm_train.preset("test").to_dict(), "log_dir": str(tmp_path), "kl_coef": 0.2, "total_steps": 1,
+    result = train_llm(LLMConfig(**{
+        **preset("test").to_dict(), "log_dir": str(tmp_path), "kl_coef": 0.2, "total_iterations": 1,
         "eval_every": 0, "save_every": 0}))
     scalars = _scalars(Path(result["run_dir"]))
     assert scalars["losses/kl"][0].value == 0.0 and scalars["losses/ratio_mean"][0].value == 1.0
@@ -293,23 +304,23 @@ def test_checkpoint_reloads_with_the_same_logits(agent, tmp_path):
     (["--group-size", "1"], "group_size=1 is invalid: a GRPO group needs at least 2"),
     (["--top-p", "0"], "top_p=0.0 is invalid"),
     (["--num-minibatches", "3"], "num_minibatches=3 must divide prompts_per_step=2"),
-    (["--bot", "keeper"], "bot='keeper' is invalid"),
+    (["--opponent", "keeper"], "opponent='keeper' is invalid"),
     (["--bf16", "--device", "cpu"], "bf16=True is for CUDA"),
     (["--model", "/nonexistent/model"], "'/nonexistent/model' does not hold a Hugging Face causal LM"),
 ])
 def test_bad_config_fails_fast(tmp_path, args, message):
     with pytest.raises(SystemExit, match=message):
-        llm_train.main(["--preset", "test", "--log-dir", str(tmp_path), *args])
+        main(["llm", "--preset", "test", "--log-dir", str(tmp_path), *args])
 
 
 def test_unknown_preset_and_resume_without_run(tmp_path):
     with pytest.raises(SystemExit, match="unknown preset 'huge'"):
-        llm_train.main(["--preset", "huge"])
+        main(["llm", "--preset", "huge"])
     with pytest.raises(SystemExit, match="no checkpoint"):
-        llm_train.main(["--preset", "test", "--log-dir", str(tmp_path), "--resume"])
+        main(["llm", "--preset", "test", "--log-dir", str(tmp_path), "--resume"])
 
 
 def test_importing_agents_does_not_import_transformers():
-    code = "import sys, marl_grpo.agents, marl_grpo.llm_train; print('transformers' in sys.modules)"
+    code = "import sys, marl_grpo.agents, marl_grpo.llm, marl_grpo.cli; print('transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

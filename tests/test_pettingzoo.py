@@ -497,10 +497,18 @@ def test_non_integer_action_raises(bad):
 
 
 def test_numpy_integer_actions_accepted():
-    env = soccer_v0.parallel_env(team_size=1)
+    """numpy integers act exactly like the same Python ints."""
+    env, same = soccer_v0.parallel_env(team_size=1), soccer_v0.parallel_env(team_size=1)
     env.reset(seed=0)
-    env.step({"blue_0": np.int64(9), "red_0": np.array(3)})
-    env.step({"blue_0": np.int8(1), "red_0": np.uint8(2)})
+    same.reset(seed=0)
+    for numpy_actions, ints in (({"blue_0": np.int64(9), "red_0": np.array(3)}, {"blue_0": 9, "red_0": 3}),
+                                ({"blue_0": np.int8(1), "red_0": np.uint8(2)}, {"blue_0": 1, "red_0": 2})):
+        env.step(numpy_actions)
+        same.step(ints)
+        assert np.array_equal(env.state(), same.state())
+    start = soccer_v0.parallel_env(team_size=1)
+    start.reset(seed=0)
+    assert not np.array_equal(env.state(), start.state())  # the actions did move the players
 
 
 def test_missing_action_raises():

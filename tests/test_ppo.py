@@ -9,13 +9,14 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import marl_grpo.learner
+import marl_grpo.run.update
 from marl_grpo.agents import SoccerCritic, SoccerPolicy, make_bot
 from marl_grpo.cli import main
-from marl_grpo.config import TrainConfig, preset
 from marl_grpo.envs import SoccerConfig, SoccerVecEnv
-from marl_grpo.ppo import PPOLearner, ValueNormalizer
-from marl_grpo.train import make_collector, make_learner
+from marl_grpo.rl import TrainConfig, preset
+from marl_grpo.rl.ppo import PPOLearner, ValueNormalizer
+from marl_grpo.rl.train import make_collector, make_learner
+from marl_grpo.run.update import policy_update
 
 
 def _setup(critic="centralized", opponent="team", **overrides):
@@ -23,7 +24,7 @@ def _setup(critic="centralized", opponent="team", **overrides):
     env = SoccerVecEnv(num_envs=cfg.num_envs, device="cpu", **cfg.env_kwargs())
     torch.manual_seed(0)
     policy = SoccerPolicy(env.config, hidden=16, device="cpu")
-    learner = make_learner(policy, cfg, env.config)
+    learner = make_learner(policy, cfg, env)
     bot = None if opponent == "self" else make_bot(opponent, env.config)
     return cfg, env, policy, learner, make_collector(env, policy, bot, learner, cfg)
 
@@ -80,7 +81,8 @@ def test_advantages_are_gae_of_the_critic(critic):
     assert segment.dones.any(), "the tiny matches should end inside a segment"
     mean, std = learner.value_norm._moments()
     assert learner.value_norm.stats.count > 1
-    adv, stats = learner.advantages(segment)
+    batch, stats = learner.advantages(segment)
+    adv = batch.advantages.T  # [T, M]
 
     # the same numbers from a plain loop over steps, sequences and the critic called row by row
     T, B, C = segment.rewards.shape
@@ -106,44 +108,44 @@ def test_advantages_are_gae_of_the_critic(critic):
 
 def test_update_uses_the_shared_policy_loss_and_trains_the_critic(monkeypatch):
     calls = []
-    shared = marl_grpo.learner.policy_loss
+    shared = marl_grpo.run.update.policy_loss
 
     def counting(*args, **kwargs):
         calls.append(kwargs["loss_type"])
         return shared(*args, **kwargs)
 
-    monkeypatch.setattr(marl_grpo.learner, "policy_loss", counting)
+    monkeypatch.setattr(marl_grpo.run.update, "policy_loss", counting)
     cfg, env, policy, learner, collector = _setup(update_epochs=3, num_minibatches=2)
     segment = collector.collect(cfg.branch_horizon)
-    with pytest.raises(RuntimeError, match="call advantages"):
-        learner.update(segment, torch.zeros(8, 32))
     actor = [p.clone() for p in policy.parameters()]
     critic = [p.clone() for p in learner.critic.parameters()]
-    adv, _ = learner.advantages(segment)
-    first = learner.update(segment, adv)
+
+    def update():
+        return policy_update(learner.advantages(segment)[0], learner.optimizer, learner.parameters, cfg)
+
+    first = update()
     assert len(calls) == 3 * 2  # epochs x minibatches, all through losses.policy_loss
     assert all(not torch.equal(a, b) for a, b in zip(actor, policy.parameters()))
     assert all(not torch.equal(a, b) for a, b in zip(critic, learner.critic.parameters()))
     assert {"losses/value_loss", "losses/value_clip_frac", "losses/policy_loss", "losses/approx_kl"} <= set(first)
     # the critic fits the targets: more passes over the same segment lower the value loss
     for _ in range(15):
-        learner.advantages(segment)  # (the targets move slightly with the normaliser)
-        last = learner.update(segment, adv)
+        last = update()  # (the targets move slightly with the normaliser)
     assert last["losses/value_loss"] < 0.7 * first["losses/value_loss"]
 
 
 def test_ppo_ignores_groups_and_counts_parameters():
+    # 30 is no multiple of 8: only an error for GRPO's branch groups
     cfg = dataclasses.replace(TrainConfig(), algo="ppo", group_mode="branch", num_envs=30, group_size=8)
-    derived = cfg.derived()  # 30 is no multiple of 8: only an error for GRPO's branch groups
-    assert not derived["branch"] and not derived["episode"]
+    assert not cfg.learner.uses_groups and cfg.segment_len == cfg.branch_horizon
     with pytest.raises(ValueError, match="multiple of group_size"):
-        dataclasses.replace(cfg, algo="grpo").derived()
+        dataclasses.replace(cfg, algo="grpo")
     with pytest.raises(ValueError, match=r"algo='a2c' is invalid: expected one of \('grpo', 'ppo'\)"):
-        dataclasses.replace(cfg, algo="a2c").derived()
+        dataclasses.replace(cfg, algo="a2c")
     with pytest.raises(ValueError, match="critic='joint' is invalid"):
-        dataclasses.replace(cfg, critic="joint").derived()
+        dataclasses.replace(cfg, critic="joint")
     with pytest.raises(ValueError, match=r"gae_lambda=1.5 is invalid"):
-        dataclasses.replace(cfg, gae_lambda=1.5).derived()
+        dataclasses.replace(cfg, gae_lambda=1.5)
     env_config = SoccerConfig(team_size=2)
     learner = PPOLearner(SoccerPolicy(env_config, hidden=16, device="cpu"), cfg, env_config)
     counts = learner.num_parameters()
@@ -166,24 +168,31 @@ def test_ppo_cli_run_logs_value_tags_and_resumes(tmp_path):
     text = acc.Tensors("hyperparameters/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "|critic_parameters|" in text and "|actor_parameters|" in text and "|algo|ppo|" in text
 
-    state = torch.load(runs / "p" / "checkpoint" / "trainer_state.pt", weights_only=False)
+    state = torch.load(runs / "p" / "checkpoint" / "trainer_state.pt", weights_only=False)["trainer"]
     saved_critic = state["learner"]["critic"]
     assert state["learner"]["value_norm"]["count"] > 1
     main(args + ["--total-env-steps", "384", "--resume"])
     acc = EventAccumulator(str(runs / "p"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("losses/value_loss")] == [128, 256, 384]
-    resumed = torch.load(runs / "p" / "checkpoint" / "trainer_state.pt", weights_only=False)["learner"]["critic"]
+    resumed = torch.load(runs / "p" / "checkpoint" / "trainer_state.pt", weights_only=False)["trainer"]["learner"]["critic"]
     assert any(not torch.equal(saved_critic[k], resumed[k]) for k in saved_critic)  # kept training the critic
     assert json.loads((runs / "p" / "checkpoint" / "config.json").read_text())["train"]["algo"] == "ppo"
 
 
 def test_bench_train_reports_update_cost(capsys):
-    from marl_grpo.bench import TrainBenchConfig, run_train_bench
+    from marl_grpo.tools.bench import TrainBenchConfig, run_train_bench
 
-    results = {algo: run_train_bench(TrainBenchConfig(algo=algo, num_envs=64, iterations=1, threads=1))
-               for algo in ("grpo", "ppo")}
+    results = {algo: run_train_bench(TrainBenchConfig(iterations=1, train=TrainConfig(
+        algo=algo, num_envs=64, threads=1, update_epochs=1, device="cpu", seed=0))) for algo in ("grpo", "ppo")}
     out = capsys.readouterr().out
-    assert "PPO loop" in out and "GRPO loop" in out and "ms per iteration" in out
-    assert results["ppo"]["critic_parameters"] > 0 and "critic_parameters" not in results["grpo"]
-    assert results["grpo"]["update_ms"] > 0 and results["ppo"]["update_ms"] > 0
+    assert "PPO loop, 2v2 vs team, 64 matches x 32 steps, no groups, centralized critic" in out
+    assert "GRPO loop, 2v2 vs team, 64 matches x 32 steps, branch groups" in out
+    assert "update (advantages + 8 minibatch steps)" in out
+    # 27 -> 128 -> 128 -> 1, the critic of test_ppo_ignores_groups_and_counts_parameters
+    assert results["ppo"]["critic_parameters"] == 20_225 and "critic_parameters" not in results["grpo"]
+    assert results["ppo"]["actor_parameters"] == results["grpo"]["actor_parameters"]
+    for result in results.values():  # the time split covers the whole iteration
+        parts = sum(result[f"{k}_fraction"] for k in ("rollout", "advantages", "update"))
+        assert parts == pytest.approx(1.0)
+        assert result["learner_agent_steps_per_s"] == pytest.approx(result["agent_steps_per_s"] / 2)

@@ -14,6 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from marl_grpo.agents import SoccerPolicy
 from marl_grpo.cli import main
 from marl_grpo.envs import SoccerConfig
+from marl_grpo.rl import evaluate, preset
+from marl_grpo.run.checkpoint import load_policy
 
 REQUIRED_TAGS = {
     "grpo/reward_std", "grpo/frac_zero_std", "grpo/group_size",
@@ -52,11 +54,20 @@ def test_train_eval_watch_resume(tmp_path, capsys):
     assert not missing, f"event file lacks {sorted(missing)}"
     steps = [e.step for e in scalars["losses/policy_loss"]]
     assert steps == [128, 256, 384]  # 16 matches x 8 steps per iteration, 3 iterations
-    assert 0.0 <= scalars["eval/win_rate"][-1].value <= 1.0
+    # the logged evaluation is what `evaluate` gives for the saved policy (same seeds, same figures)
+    policy, _ = load_policy(ckpt, device="cpu")
+    again = evaluate(policy, preset("tiny").env_kwargs() | {"max_cycles": 16}, "team", 1.0, 4)
+    assert scalars["eval/win_rate"][-1].value == pytest.approx(again["eval/win_rate"])
+    assert scalars["eval/goal_diff"][-1].value == pytest.approx(again["eval/goal_diff"])
 
     # eval and watch --record read the checkpoint
+    capsys.readouterr()
     main(["eval", str(ckpt), "--matches", "4", "--opponent", "random"])
-    assert "win" in capsys.readouterr().out
+    result = evaluate(policy, preset("tiny").env_kwargs() | {"max_cycles": 16}, "random", 1.0, 4)
+    assert capsys.readouterr().out.splitlines()[-1].split() == [
+        "win", f"{result['eval/win_rate']:.1%}", "draw", f"{result['eval/draw_rate']:.1%}",
+        "loss", f"{result['eval/loss_rate']:.1%}", "goal", "difference", f"{result['eval/goal_diff']:+.2f}",
+        "per", "match"]
     video = tmp_path / "match.gif"
     main(["watch", str(ckpt), "--record", str(video), "--opponent", "chaser"])
     assert video.stat().st_size > 1000

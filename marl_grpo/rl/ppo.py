@@ -1,7 +1,7 @@
 """The PPO-with-critic baseline: GAE advantages from a learned value network.
 
-The same shared policy and the same `marl_grpo.losses.policy_loss` as GRPO (`PolicyLearner`
-runs the update); what differs is where the advantage comes from. MAPPO-style options (Yu et
+The same shared policy, the same `marl_grpo.losses.policy_loss` and the same update step
+(`marl_grpo.run.update.policy_update`) as GRPO; what differs is where the advantage comes from. MAPPO-style options (Yu et
 al. 2022, "The Surprising Effectiveness of PPO in Cooperative Multi-Agent Games"):
 
 - `critic`: decentralized (V of the agent's observation, IPPO) or centralized (V of the global
@@ -18,7 +18,7 @@ terminal: the observation holds the time left, so the time limit is part of the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,11 +26,14 @@ from gymnasium.wrappers.utils import RunningMeanStd
 
 from marl_grpo.advantages import gae
 from marl_grpo.agents import SoccerCritic, SoccerPolicy
-from marl_grpo.config import TrainConfig
 from marl_grpo.envs.config import SoccerConfig
-from marl_grpo.learner import PolicyLearner
 from marl_grpo.losses import explained_variance, value_loss
-from marl_grpo.rollout import Segment
+from marl_grpo.rl.learner import PolicyLearner
+from marl_grpo.rl.rollout import Segment
+from marl_grpo.run.update import UpdateBatch
+
+if TYPE_CHECKING:
+    from marl_grpo.rl.config import TrainConfig
 
 
 class ValueNormalizer:
@@ -69,20 +72,25 @@ class ValueNormalizer:
 class PPOLearner(PolicyLearner):
     """GAE advantages from `SoccerCritic`; policy and value trained together by one Adam (CleanRL)."""
 
+    compare_args = "--update-epochs 4"  # PPO's best in a small sweep, where GRPO keeps the shared 2
+    color = "tab:orange"
+
     def __init__(self, policy: SoccerPolicy, cfg: TrainConfig, env_config: SoccerConfig):
         self.critic = SoccerCritic(env_config, kind=cfg.critic, hidden=cfg.critic_hidden, device=policy.device)
-        super().__init__(policy, cfg, extra_parameters=self.critic.parameters())
-        self.normalize_advantages = cfg.norm_adv
+        super().__init__(policy, cfg, env_config, extra_parameters=self.critic.parameters())
         self.value_norm = ValueNormalizer(cfg.norm_value)
-        self._batch: dict[str, Any] | None = None  # value targets of the segment being learned from
 
     @property
     def needs_state(self) -> bool:
         return self.critic.kind == "centralized"
 
+    def describe(self) -> str:
+        return f"no groups, {self.critic.kind} critic"
+
     @torch.no_grad()
-    def advantages(self, segment: Segment) -> tuple[torch.Tensor, dict[str, float]]:
-        """GAE advantages `[T, M]` (M = B * C sequences, as GRPO's) and value statistics."""
+    def advantages(self, segment: Segment) -> tuple[UpdateBatch, dict[str, float]]:
+        """The update batch, with GAE advantages [T, S] (S = B * C sequences, as GRPO's) and the
+        value loss of the critic on the segment's targets, and value statistics."""
         T, B, C = segment.rewards.shape
         inputs = self.critic.inputs(segment.obs, segment.states, segment.agents)  # [T, B, C, D_in]
         values = self.critic(inputs)  # [T, B, C], normalised space
@@ -96,27 +104,21 @@ class PPOLearner(PolicyLearner):
                  "ppo/return_mean": float(returns.mean()),
                  "ppo/reward_mean": float(segment.rewards.sum(0).mean())}
         self.value_norm.update(returns)
-        M = B * C
-        self._batch = {"segment": segment, "inputs": inputs.reshape(T, M, -1), "old_values": values.reshape(T, M),
-                       "targets": self.value_norm.normalize(returns).reshape(T, M)}
-        return advantages.reshape(T, M), stats
+        S = B * C
+        inputs, old_values = inputs.reshape(T, S, -1), values.reshape(T, S)
+        targets = self.value_norm.normalize(returns).reshape(T, S)
+        clip = self.cfg.clip_eps if self.cfg.clip_vloss else None
 
-    def update(self, segment: Segment, advantages: torch.Tensor) -> dict[str, float]:
-        if self._batch is None or self._batch["segment"] is not segment:
-            raise RuntimeError("PPOLearner.update needs the value targets of this segment: call advantages(segment) first")
-        try:
-            return super().update(segment, advantages)
-        finally:
-            self._batch = None
+        def critic_loss(rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            """`vf_coef` x the (clipped) value loss of the sequences `rows`, in the normalised space."""
+            loss, value_stats = value_loss(self.critic(inputs[:, rows]), old_values[:, rows], targets[:, rows],
+                                           clip_eps=clip)
+            value_stats.pop("explained_variance")  # logged once per iteration from the rollout's values (CleanRL)
+            return self.cfg.vf_coef * loss, value_stats
 
-    def _auxiliary_loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """`vf_coef` x the (clipped) value loss of the minibatch, in the normalised space."""
-        batch = self._batch
-        values = self.critic(batch["inputs"][:, idx])
-        loss, stats = value_loss(values, batch["old_values"][:, idx], batch["targets"][:, idx],
-                                 clip_eps=self.cfg.clip_eps if self.cfg.clip_vloss else None)
-        stats.pop("explained_variance")  # logged once per iteration from the rollout's values (CleanRL)
-        return self.cfg.vf_coef * loss, stats
+        batch = self.policy_batch(segment, advantages.reshape(T, S), aux_loss=critic_loss,
+                                  normalize_advantages=self.cfg.norm_adv)
+        return batch, stats
 
     def num_parameters(self) -> dict[str, int]:
         return {**super().num_parameters(), "critic_parameters": self.critic.num_parameters()}

@@ -3,12 +3,14 @@
     marl-grpo compare                                  # runs/compare-2v2/{grpo,ppo}_seed{1,2,3}/
     marl-grpo compare --name big --jobs 4 --train.threads 4 --train.total-env-steps 40000000
     marl-grpo compare --name 2v2 --report-only         # redraw compare.png / compare.md
+    marl-grpo compare --algo-args.grpo "--group-size 16"   # one algorithm's own options
     tensorboard --logdir runs/compare-2v2              # the curves overlay
 
 Both algorithms get the same env, opponent, budget in env steps and every shared setting (the
-`--train.*` options); `--grpo-args` / `--ppo-args` change settings for one algorithm only (its own
-tuning). Runs write TensorBoard logs and checkpoints as `marl-grpo train` does; a run that was
-cut off is resumed and a finished one is skipped, so the command can be re-run after a crash.
+`--train.*` options); `--algo-args.<algo>` changes settings for that algorithm only (its own
+tuning; every learner of `marl_grpo.rl.LEARNERS` has one, by default its `compare_args`). Runs
+write TensorBoard logs and checkpoints as `marl-grpo train` does; a run that was cut off is
+resumed and a finished one is skipped, so the command can be re-run after a crash.
 
 The report is read back from the TensorBoard event files (what you see is what was logged):
 
@@ -31,16 +33,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tyro
 from tqdm import tqdm
 
-from marl_grpo.config import ALGOS, TrainConfig, pick_preset, preset
+from marl_grpo.rl import ALGOS, LEARNERS, TrainConfig, preset, train
+from marl_grpo.run.checkpoint import load_trainer_state
+from marl_grpo.run.config import check_int
+from marl_grpo.run.files import CHECKPOINT_DIR, RESULT_FILE
+from marl_grpo.run.presets import parse_config, pick_preset
 
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
          10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
 """two-sided 95% Student t quantiles t_{0.975, df} (any statistics table, e.g. NIST/SEMATECH 1.3.6.7.2)"""
 THRESHOLDS = (0.5, 0.8)
-RESULT_FILE = "result.json"
 
 
 def _compare_train(**overrides: Any) -> TrainConfig:
@@ -61,14 +65,23 @@ class CompareConfig:
     """runs at a time; the `train.threads` CPU threads are shared among them"""
     report_only: bool = False
     """do not train: redraw compare.png and compare.md from the runs already there"""
-    grpo_args: str = ""
-    """extra `marl-grpo train` options for the GRPO runs only, e.g. "--group-size 16" """
-    ppo_args: str = "--update-epochs 4"
-    """extra `marl-grpo train` options for the PPO runs only (default: 4 epochs, PPO's best in a small
-    sweep, where GRPO keeps the shared 2)"""
+    algo_args: dict[str, str] = field(default_factory=lambda: {name: cls.compare_args for name, cls in LEARNERS.items()})
+    """extra `marl-grpo train` options of one algorithm's runs only, e.g. `--algo-args.grpo "--group-size 16"`
+    (default: PPO gets 4 epochs, its best in a small sweep, where GRPO keeps the shared 2)"""
     train: TrainConfig = field(default_factory=lambda: _compare_train(total_env_steps=10_000_000, eval_every=10,
                                                                       eval_matches=100))
     """settings shared by both algorithms (env, opponent, budget, optimiser, evaluation)"""
+
+    def validate(self) -> None:
+        self.train.validate()
+        unknown = [a for a in self.algos if a not in ALGOS]
+        if unknown or not self.algos:
+            raise ValueError(f"algos={self.algos!r} is invalid: expected a non-empty subset of {ALGOS}")
+        unknown = [a for a in self.algo_args if a not in ALGOS]
+        if unknown:
+            raise ValueError(f"algo_args names {unknown}: expected algorithms among {ALGOS}")
+        for name in ("seeds", "jobs"):
+            check_int(self, name)
 
 
 COMPARE_PRESETS: dict[str, CompareConfig] = {
@@ -86,43 +99,35 @@ def compare_preset(name: str) -> CompareConfig:
 # --------------------------------------------------------------------------- runs
 def run_configs(cfg: CompareConfig) -> list[TrainConfig]:
     """The TrainConfig of every run, shared settings first, then the algorithm's own options."""
-    unknown = [a for a in cfg.algos if a not in ALGOS]
-    if unknown or not cfg.algos:
-        raise ValueError(f"algos={cfg.algos!r} is invalid: expected a non-empty subset of {ALGOS}")
-    for name in ("seeds", "jobs"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name}={getattr(cfg, name)!r} is invalid: expected an int >= 1")
+    cfg.validate()
     root = Path(cfg.train.log_dir) / f"compare-{cfg.name}"
     threads = max(1, cfg.train.threads // min(cfg.jobs, cfg.seeds * len(cfg.algos)))
     runs = []
     for algo in cfg.algos:
-        extra = shlex.split(getattr(cfg, f"{algo}_args"))
+        options = cfg.algo_args.get(algo, "")
+        extra = shlex.split(options)
         for seed in range(1, cfg.seeds + 1):
             base = dataclasses.replace(cfg.train, algo=algo, seed=seed, name=f"{algo}_seed{seed}",
                                        log_dir=str(root), threads=threads, progress=False, resume=False)
             if extra:
                 try:
-                    base = tyro.cli(TrainConfig, default=base, args=extra, prog=f"--{algo}-args")
-                except SystemExit:
-                    raise ValueError(f"--{algo}-args {getattr(cfg, f'{algo}_args')!r} holds an invalid "
-                                     "`marl-grpo train` option (see marl-grpo train --help)") from None
+                    base = parse_config(TrainConfig, extra, f"--algo-args.{algo}", default=base)
+                except SystemExit as err:
+                    raise ValueError(f"--algo-args.{algo} {options!r} holds an invalid `marl-grpo train` option "
+                                     f"(see marl-grpo train --help): {err}") from None
                 if base.algo != algo:
-                    raise ValueError(f"--{algo}-args may not change the algorithm (got --algo {base.algo})")
-            base.derived()  # validate now, not in a worker
+                    raise ValueError(f"--algo-args.{algo} may not change the algorithm (got --algo {base.algo})")
             runs.append(base)
     return runs
 
 
 def _run_one(cfg: TrainConfig, progress: Any) -> dict[str, Any]:
     """Train one run in a worker process (resuming it if it was cut off) and save its result."""
-    from marl_grpo.checkpoint import load_trainer_state
-    from marl_grpo.train import CHECKPOINT_DIR, train
-
     run_dir = Path(cfg.log_dir) / cfg.name
     ckpt = run_dir / CHECKPOINT_DIR
     if ckpt.exists():
         if (run_dir / RESULT_FILE).exists() and \
-                load_trainer_state(ckpt)["iteration"] >= cfg.derived()["iterations"]:
+                load_trainer_state(ckpt)["iteration"] >= cfg.iterations:
             result = json.loads((run_dir / RESULT_FILE).read_text())
             progress.put((cfg.name, result["global_step"]))
             return result
@@ -141,7 +146,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     if not cfg.report_only:
         root.mkdir(parents=True, exist_ok=True)
         (root / "compare_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
-        budget = {r.name: r.derived()["iterations"] * r.derived()["env_steps_per_iteration"] for r in runs}
+        budget = {r.name: r.iterations * r.env_steps_per_iteration for r in runs}
         done = dict.fromkeys(budget, 0)
         context = multiprocessing.get_context("spawn")
         with context.Manager() as manager, futures.ProcessPoolExecutor(
@@ -239,11 +244,11 @@ def write_report(root: Path, algos: tuple[str, ...]) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
     runs = load_runs(root, algos)
-    colors = {"grpo": "tab:blue", "ppo": "tab:orange"}
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     summary: dict[str, Any] = {}
     for algo, seeds in runs.items():
-        color, label = colors.get(algo), f"{algo.upper()} ({len(seeds)} seeds)"
+        color = LEARNERS[algo].color if algo in LEARNERS else None
+        label = f"{algo.upper()} ({len(seeds)} seeds)"
         panels = [
             (axes[0], [s["steps"] for s in seeds], [s["win"] for s in seeds]),
             (axes[1], [s["wall"] / 60 for s in seeds], [s["win"] for s in seeds]),

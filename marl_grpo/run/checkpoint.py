@@ -1,7 +1,10 @@
-"""Checkpoints: `policy.safetensors` + `config.json` (+ `trainer_state.pt` for exact resume).
+"""Checkpoints: the atomic folder writer every run uses, and the soccer policy's files.
 
 A checkpoint folder is written to a temporary sibling and renamed into place, so a crash while
-saving never leaves a half-written checkpoint behind.
+saving never leaves a half-written checkpoint behind. A soccer checkpoint is `policy.safetensors`
++ `config.json` (+ `trainer_state.pt` for exact resume; names in `marl_grpo.run.files`). The
+policy files live here, not in `marl_grpo.rl`, because `eval`, `watch` and the LLM mode (soccer
+players beside the LLM) read them too.
 """
 
 from __future__ import annotations
@@ -18,8 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from marl_grpo.agents import SoccerPolicy
 from marl_grpo.envs import SoccerConfig
-
-POLICY_FILE, CONFIG_FILE, STATE_FILE = "policy.safetensors", "config.json", "trainer_state.pt"
+from marl_grpo.run.files import POLICY_CONFIG_FILE, POLICY_FILE, STATE_FILE
 
 
 @contextlib.contextmanager
@@ -36,31 +38,27 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     tmp.rename(path)
 
 
-def save_checkpoint(path: str | os.PathLike, policy: SoccerPolicy, env_config: SoccerConfig,
-                    train_config: dict[str, Any], trainer_state: dict[str, Any] | None = None) -> Path:
-    with atomic_directory(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}, str(tmp / POLICY_FILE))
-        meta = {
-            "policy": policy.config_dict(),
-            "env": env_config.to_dict(),
-            "observation_features": env_config.observation_features(),
-            "obs_dim": env_config.obs_dim,
-            "train": train_config,
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        if trainer_state is not None:
-            torch.save(trainer_state, tmp / STATE_FILE)
-    return Path(path)
+def write_policy(folder: Path, policy: SoccerPolicy, env_config: SoccerConfig, train_config: dict[str, Any]) -> None:
+    """Write the soccer policy's weights and metadata into `folder` (inside `atomic_directory`)."""
+    save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}, str(folder / POLICY_FILE))
+    meta = {
+        "policy": policy.config_dict(),
+        "env": env_config.to_dict(),
+        "observation_features": env_config.observation_features(),
+        "obs_dim": env_config.obs_dim,
+        "train": train_config,
+    }
+    (folder / POLICY_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
-    if not (path / CONFIG_FILE).is_file() or not (path / POLICY_FILE).is_file():
+    if not (path / POLICY_CONFIG_FILE).is_file() or not (path / POLICY_FILE).is_file():
         raise FileNotFoundError(
-            f"no checkpoint at {str(path)!r}: expected a folder holding {POLICY_FILE} and {CONFIG_FILE} "
+            f"no checkpoint at {str(path)!r}: expected a folder holding {POLICY_FILE} and {POLICY_CONFIG_FILE} "
             "(e.g. runs/<name>/checkpoint)"
         )
-    return json.loads((path / CONFIG_FILE).read_text())
+    return json.loads((path / POLICY_CONFIG_FILE).read_text())
 
 
 def load_policy(path: str | os.PathLike, device: Any = "auto",

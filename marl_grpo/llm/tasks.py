@@ -34,7 +34,7 @@ A malformed answer plays ``stay`` in the simulation; the trainer subtracts its f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -42,10 +42,15 @@ from marl_grpo.agents import Bot, SoccerPolicy, direction_to_action, make_bot
 from marl_grpo.agents.llm_text import (
     ACTION_WORDS,
     DIRECTION_ANSWERS,
+    parse_answers,
     render_direction,
     render_soccer,
 )
-from marl_grpo.envs import NUM_ACTIONS, SoccerVecEnv
+from marl_grpo.envs import NUM_ACTIONS, SoccerConfig, SoccerVecEnv
+from marl_grpo.run.checkpoint import load_policy
+
+if TYPE_CHECKING:
+    from marl_grpo.llm.config import LLMConfig
 
 TASKS = ("soccer", "direction")
 
@@ -172,18 +177,18 @@ class SoccerTask(_MatchTask):
         `set_state`), so the source matches go on as if nothing happened.
         """
         src, env = self.source, self.source.env
-        P, K = self.num_prompts, self.copies
+        P, copies = self.num_prompts, self.copies
         device = env.device
         table_actions = torch.arange(NUM_ACTIONS, device=device).expand(P, -1)
-        held = torch.cat([actions.to(device).reshape(P, self.group_size), table_actions], 1).reshape(-1)  # [P*K]
-        player = batch.players.to(device).repeat_interleave(K)
-        rows = torch.arange(P * K, device=device)
+        held = torch.cat([actions.to(device).reshape(P, self.group_size), table_actions], 1).reshape(-1)  # [P * copies]
+        player = batch.players.to(device).repeat_interleave(copies)
+        rows = torch.arange(P * copies, device=device)
         snapshot = env.get_state()
-        obs = env.branch(batch.slots, K)
+        obs = env.branch(batch.slots, copies)
         src.branch_bot.reset()
         score = env.engine.state["score"].clone()
-        total = torch.zeros(P * K, device=device)
-        alive = torch.ones(P * K, dtype=torch.bool, device=device)
+        total = torch.zeros(P * copies, device=device)
+        alive = torch.ones(P * copies, dtype=torch.bool, device=device)
         for _ in range(self.horizon):
             full = src.others(obs, src.branch_bot)
             full[rows, player] = held
@@ -191,7 +196,7 @@ class SoccerTask(_MatchTask):
             total += torch.where(alive, rewards[rows, player], 0.0)
             alive &= ~(terminated | truncated) & (infos["score"] == score).all(-1)
         src.obs = env.set_state(snapshot)
-        total = total.reshape(P, K)
+        total = total.reshape(P, copies)
         return total[:, : self.group_size], total[:, self.group_size:]
 
     def score(self, batch: PromptBatch, index: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,4 +240,33 @@ class DirectionTask(_MatchTask):
         return rewards, table
 
 
-__all__ = ["TASKS", "DirectionTask", "MatchSource", "PromptBatch", "SoccerTask"]
+def make_task(cfg: LLMConfig, num_prompts: int, group_size: int, seed: int, device: torch.device,
+              stride: int | None = None) -> SoccerTask | DirectionTask:
+    """The task of `cfg` drawing `num_prompts` per batch (`stride`: default `cfg.stride`)."""
+    policy = None
+    if cfg.others_checkpoint:
+        policy, _ = load_policy(cfg.others_checkpoint, device=device, env_config=SoccerConfig(**cfg.env_kwargs()))
+    stride = cfg.stride if stride is None else stride
+    common = {"env_kwargs": cfg.env_kwargs(), "bot": cfg.opponent, "bot_strength": cfg.opponent_strength,
+              "policy": policy, "seed": seed, "device": device, "balance": cfg.balance}
+    if cfg.task == "soccer":
+        return SoccerTask(num_prompts, group_size, cfg.horizon, stride, **common)
+    return DirectionTask(num_prompts, group_size, stride, **common)
+
+
+def answer_rewards(task: SoccerTask | DirectionTask, batch: PromptBatch, texts: list[str], group_size: int,
+                   format_penalty: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Parse and score the completions of a batch (G per prompt, contiguous).
+
+    Returns `(rewards [P * G], task_rewards [P * G], valid [P * G], table [P, A])`: the reward is the
+    task reward minus `format_penalty` for a malformed answer (whose task reward is that of
+    stay in the soccer task, 0 in the direction task).
+    """
+    index, valid = parse_answers(texts, task.answers)
+    P = len(batch.prompts)
+    task_rewards, table = task.score(batch, index.view(P, group_size), valid.view(P, group_size))
+    task_rewards, table = task_rewards.reshape(-1).cpu(), table.cpu()
+    return task_rewards - format_penalty * (~valid).float(), task_rewards, valid, table
+
+
+__all__ = ["TASKS", "DirectionTask", "MatchSource", "PromptBatch", "SoccerTask", "answer_rewards", "make_task"]

@@ -8,52 +8,48 @@ overlaid in TensorBoard; the table printed at the end is the final evaluation of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Annotated
 
-from marl_grpo.config import TrainConfig
-from marl_grpo.evaluate import evaluate
-from marl_grpo.checkpoint import load_policy
-from marl_grpo.train import CHECKPOINT_DIR, train
+import tyro
+
+from marl_grpo.rl import TrainConfig, evaluate, train
+from marl_grpo.run.checkpoint import load_policy
+from marl_grpo.run.files import CHECKPOINT_DIR, STUDY_EVAL_SEED
 
 
 @dataclass
 class GroupModeStudy:
-    """Settings of the group-mode comparison."""
+    """Settings of the group-mode comparison; every `marl-grpo train` option sets all its runs."""
 
     modes: tuple[str, ...] = ("team", "branch", "episode", "branch+team")
     """group modes to compare"""
     supervisions: tuple[str, ...] = ("outcome", "process")
     """supervisions to compare"""
-    total_env_steps: int = 6_000_000
-    """equal budget of every run, in match-steps"""
-    num_envs: int = 1024
-    """matches stepped together"""
     final_matches: int = 200
     """matches of the final evaluation against the team bot"""
     prefix: str = "modes"
     """run-name prefix"""
-    log_dir: str = "runs"
-    """parent folder of the runs"""
-    learning_rate: float = 1e-3
-    """Adam learning rate of every run"""
-    num_minibatches: int = 8
-    """minibatches per pass of every run"""
-    seed: int = 1
-    """seed of every run"""
+    train: Annotated[TrainConfig, tyro.conf.arg(prefix_name=False)] = field(default_factory=lambda: TrainConfig(
+        total_env_steps=6_000_000, eval_every=0, save_every=0, progress=False))
+    """the settings every run shares (group_mode, supervision and name are set per run)"""
+
+    def validate(self) -> None:
+        for mode in self.modes:
+            dataclasses.replace(self.train, group_mode=mode)  # a clear error for a bad mode, before any run
+        self.train.validate()
 
 
 def run_study(study: GroupModeStudy) -> list[dict]:
     rows = []
     for mode in study.modes:
         for supervision in study.supervisions:
-            cfg = TrainConfig(
-                name=f"{study.prefix}-{mode.replace('+', '-')}-{supervision}", log_dir=study.log_dir,
-                group_mode=mode, supervision=supervision, total_env_steps=study.total_env_steps,
-                num_envs=study.num_envs, learning_rate=study.learning_rate,
-                num_minibatches=study.num_minibatches, seed=study.seed, eval_every=0, save_every=0, progress=False)
+            cfg = dataclasses.replace(study.train, name=f"{study.prefix}-{mode.replace('+', '-')}-{supervision}",
+                                      group_mode=mode, supervision=supervision)
             result = train(cfg)
             policy, _ = load_policy(f"{result['run_dir']}/{CHECKPOINT_DIR}", device=cfg.device)
-            final = evaluate(policy, cfg.env_kwargs(), "team", 1.0, study.final_matches, seed=20_000)
+            final = evaluate(policy, cfg.env_kwargs(), "team", 1.0, study.final_matches, seed=STUDY_EVAL_SEED)
             rows.append({"mode": mode, "supervision": supervision, "env_steps": result["global_step"],
                          "minutes": result["wall_time"] / 60, **final})
             print(f"{mode:>12} {supervision:>8}: win {final['eval/win_rate']:.1%}  draw {final['eval/draw_rate']:.1%}"

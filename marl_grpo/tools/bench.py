@@ -1,6 +1,8 @@
-"""Environment throughput benchmarks, with peers measured in the same run when installed.
+"""Throughput benchmarks: the env (with peers measured in the same run when installed) and the
+training iteration.
 
     marl-grpo bench env          # or: python scripts/bench_env.py
+    marl-grpo bench train --algo ppo
 
 Figures are medians of `repeats` timed runs after a warm-up. The machines this runs on are
 shared and noisy: compare the ratios printed here (measured side by side), not absolute times.
@@ -11,13 +13,18 @@ from __future__ import annotations
 import importlib.util
 import statistics
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
+import tyro
 
 from marl_grpo.envs import NUM_ACTIONS, SoccerVecEnv, soccer_v0
+from marl_grpo.envs.backend import resolve_device
+from marl_grpo.rl import SoccerTrainer, TrainConfig
+from marl_grpo.run.config import check_int
+from marl_grpo.run.update import policy_update
 
 
 @dataclass
@@ -158,80 +165,61 @@ def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
     return results
 
 
+def _bench_train_config() -> TrainConfig:
+    return TrainConfig(update_epochs=1, device="cpu", seed=0, progress=False)
+
+
 @dataclass
 class TrainBenchConfig:
-    """Settings of `marl-grpo bench train`: the full GRPO or PPO loop (rollout, advantages, update)."""
+    """Settings of `marl-grpo bench train`: the full GRPO or PPO loop (rollout, advantages, update)
+    on a batch of num_envs matches x one segment; every `marl-grpo train` option applies."""
 
-    algo: str = "grpo"
-    """grpo or ppo (same batch: num_envs matches x 32 steps)"""
-    critic: str = "centralized"
-    """PPO's critic: centralized or decentralized"""
-    threads: int = 2
-    """torch CPU threads"""
-    device: str = "cpu"
-    """cpu, cuda or auto"""
-    team_size: int = 2
-    """players per team"""
-    num_envs: int = 1024
-    """matches stepped together"""
-    opponent: str = "team"
-    """scripted opponent (random, chaser, team) or self"""
-    group_mode: str = "branch"
-    """GRPO group mode (PPO rolls out without groups)"""
-    update_epochs: int = 1
-    """passes over each batch"""
     iterations: int = 5
     """timed iterations (after one warm-up iteration)"""
-    arch: str = "mlp"
-    """policy network"""
+    train: Annotated[TrainConfig, tyro.conf.arg(prefix_name=False)] = field(default_factory=_bench_train_config)
+    """the training settings (default: 1 epoch, CPU)"""
+
+    def validate(self) -> None:
+        self.train.validate()
+        check_int(self, "iterations")
 
 
 def run_train_bench(cfg: TrainBenchConfig) -> dict[str, float]:
     """Print and return agent-steps/s of the whole GRPO or PPO iteration, its parts, and the time
     of one update (advantages + all minibatch steps) for the batch."""
-    from marl_grpo.agents import SoccerPolicy, make_bot
-    from marl_grpo.config import TrainConfig
-    from marl_grpo.train import make_collector, make_learner
-
-    torch.set_num_threads(cfg.threads)
-    train_cfg = TrainConfig(algo=cfg.algo, critic=cfg.critic, team_size=cfg.team_size, num_envs=cfg.num_envs,
-                            opponent=cfg.opponent, group_mode=cfg.group_mode, update_epochs=cfg.update_epochs,
-                            arch=cfg.arch, device=cfg.device, seed=0)
-    derived = train_cfg.derived()
-    env = SoccerVecEnv(num_envs=cfg.num_envs, device=cfg.device, **train_cfg.env_kwargs())
-    policy = SoccerPolicy(env.config, arch=cfg.arch, hidden=train_cfg.hidden, device=env.device)
-    opponent = None if cfg.opponent == "self" else make_bot(cfg.opponent, env.config, device=env.device)
-    learner = make_learner(policy, train_cfg, env.config)
-    collector = make_collector(env, policy, opponent, learner, train_cfg)
+    train_cfg = cfg.train
+    torch.set_num_threads(train_cfg.threads)
+    torch.manual_seed(train_cfg.seed)
+    trainer = SoccerTrainer(train_cfg, resolve_device(train_cfg.device), None)
+    env = trainer.env
     times = {"rollout": 0.0, "advantages": 0.0, "update": 0.0}
     for i in range(cfg.iterations + 1):
         marks = [time.perf_counter()]
-        segment = collector.collect(derived["segment_len"])
+        segment = trainer.collect()
         marks.append(time.perf_counter())
-        advantages, _ = learner.advantages(segment)
+        batch, _ = trainer.advantages(segment)
         marks.append(time.perf_counter())
-        learner.update(segment, advantages)
+        policy_update(batch, trainer.optimizer, trainer.parameters, train_cfg)
         _sync(env.device)
         marks.append(time.perf_counter())
         if i:  # the first iteration is the warm-up
             for key, a, b in zip(times, marks, marks[1:]):
                 times[key] += b - a
-    env_steps = cfg.iterations * derived["env_steps_per_iteration"]
+    env_steps = cfg.iterations * train_cfg.env_steps_per_iteration
     agent_steps = env_steps * env.num_agents
-    learner_steps = env_steps * collector.controlled.numel()
+    learner_steps = env_steps * trainer.collector.controlled.numel()
     total = sum(times.values())
     update_ms = 1e3 * (times["advantages"] + times["update"]) / cfg.iterations
+    counts = trainer.learner.num_parameters()
     result = {"agent_steps_per_s": agent_steps / total, "learner_agent_steps_per_s": learner_steps / total,
-              "update_ms": update_ms, **learner.num_parameters(),
-              **{f"{k}_fraction": v / total for k, v in times.items()}}
-    groups = "no groups, " + train_cfg.critic + " critic" if cfg.algo == "ppo" else f"{cfg.group_mode} groups"
-    print(f"{cfg.algo.upper()} loop, {cfg.team_size}v{cfg.team_size} vs {cfg.opponent}, {cfg.num_envs} matches x "
-          f"{derived['segment_len']} steps, {groups}, {cfg.update_epochs} epoch(s), "
-          f"{torch.get_num_threads()} threads, {cfg.arch}:")
+              "update_ms": update_ms, **counts, **{f"{k}_fraction": v / total for k, v in times.items()}}
+    print(f"{train_cfg.algo.upper()} loop, {train_cfg.team_size}v{train_cfg.team_size} vs {train_cfg.opponent}, "
+          f"{train_cfg.num_envs} matches x {train_cfg.segment_len} steps, {trainer.learner.describe()}, "
+          f"{train_cfg.update_epochs} epoch(s), {torch.get_num_threads()} threads, {train_cfg.arch}:")
     print(f"  {result['agent_steps_per_s'] / 1e3:.0f}k agent-steps/s (all {env.num_agents} players), "
           f"{result['learner_agent_steps_per_s'] / 1e3:.0f}k learner agent-steps/s; time split: "
           + ", ".join(f"{k} {v / total:.0%}" for k, v in times.items()))
     print(f"  update (advantages + {train_cfg.update_epochs * train_cfg.num_minibatches} minibatch steps): "
           f"{update_ms:.0f} ms per iteration; parameters: "
-          + ", ".join(f"{k.split('_')[0]} {v}" for k, v in learner.num_parameters().items()))
+          + ", ".join(f"{k.split('_')[0]} {v}" for k, v in counts.items()))
     return result

@@ -8,11 +8,12 @@ import torch
 
 from marl_grpo.agents import SoccerPolicy, make_bot
 from marl_grpo.envs import SoccerVecEnv
+from marl_grpo.run.files import EVAL_SEED
 
 
 @torch.no_grad()
 def evaluate(policy: SoccerPolicy, env_kwargs: dict[str, Any], opponent: str = "team", strength: float = 1.0,
-             matches: int = 200, seed: int = 10_000, deterministic: bool = False) -> dict[str, float]:
+             matches: int = 200, seed: int = EVAL_SEED, deterministic: bool = False) -> dict[str, float]:
     """Play `matches` full matches; returns win/draw/loss rates and the mean goal difference.
 
     Match i uses env seed `seed + i` and the bot and the policy's sampling are seeded too, so the

@@ -1,29 +1,28 @@
 """Rollout: play segments of steps in the vector env and keep what the learner needs.
 
-A *segment* is `segment_len` steps of all `num_envs` matches. The learner sees it as M = B * C
-sequences (C = the agents the policy controls in each match), each `segment_len` steps long:
-one player's stretch of play is one "sequence", one step is one "token" (DESIGN.md).
-
-Group layout, for the GRPO modes:
-- branch: before each segment, match `s * G` of every block of G matches is copied into the
-  whole block (`SoccerVecEnv.branch`), so the G members of a group continue the same state;
-- episode: every segment is one whole match, and the G matches of a block start from the same
-  kickoff (same seed);
-- team: no copying; the group is made of teammates (`Segment.group_ids`).
+A *segment* is T steps of all B matches. The learner sees it as S = B * C sequences (C = the
+agents the policy controls in each match), each T steps long: one player's stretch of play is
+one "sequence", one step is one "token" (DESIGN.md). Before each segment the GRPO group mode
+(`marl_grpo.rl.groups.Groups.start_segment`) may copy matches so that a group's members start
+from the same state.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from marl_grpo.agents import Bot, SoccerPolicy
 from marl_grpo.envs import SoccerVecEnv
+from marl_grpo.rl.groups import Groups
 
 
 @dataclass
 class Segment:
-    """One segment of play. T = steps, B = matches, C = controlled agents per match."""
+    """One segment of play: T steps, B matches, C controlled agents per match, D = observation width,
+    S = global-state width."""
 
     obs: torch.Tensor  # [T, B, C, D]
     actions: torch.Tensor  # [T, B, C] int64
@@ -38,18 +37,14 @@ class Segment:
     states: torch.Tensor | None = None  # [T, B, S] global state before each step (centralized critic)
     next_state: torch.Tensor | None = None  # [B, S] global state after the last step
 
-    @property
-    def num_sequences(self) -> int:
-        return self.rewards.shape[1] * self.rewards.shape[2]
-
 
 class Collector:
-    """Steps `env` with `policy` (for the controlled agents) and `opponent` (for the others)."""
+    """Steps `env` with `policy` (for the controlled agents) and `opponent` (for the others);
+    `groups` (None: no groups, as PPO) prepares each segment."""
 
-    def __init__(self, env: SoccerVecEnv, policy: SoccerPolicy, opponent: Bot | None,
-                 group_size: int, branch: bool, episode: bool, seed: int, record_state: bool = False):
-        self.env, self.policy, self.opponent = env, policy, opponent
-        self.group_size, self.branch, self.episode = group_size, branch, episode
+    def __init__(self, env: SoccerVecEnv, policy: SoccerPolicy, opponent: Bot | None, groups: Groups | None,
+                 seed: int, record_state: bool = False):
+        self.env, self.policy, self.opponent, self.groups = env, policy, opponent, groups
         self.record_state = record_state  # keep `env.state()` for a centralized critic
         n_blue, n = env.config.n_blue, env.num_agents
         device = env.device
@@ -58,24 +53,13 @@ class Collector:
         self.others = torch.arange(n_blue, n, device=device) if opponent is not None else None
         self.team = (self.controlled >= n_blue).long()
         self.generator = torch.Generator(device=policy.device).manual_seed(seed)
-        self.seed = seed
-        self.episodes_started = 0
         self.obs = env.reset(seed=seed)
-
-    def _start_segment(self) -> None:
-        G = self.group_size
-        sources = torch.arange(0, self.env.num_envs, G, device=self.env.device)
-        if self.episode:
-            # a fresh kickoff per group, shared by its G matches
-            self.env.reset(seed=self.seed + 7919 * (self.episodes_started + 1))
-            self.episodes_started += 1
-            self.obs = self.env.branch(sources, G)
-        elif self.branch:
-            self.obs = self.env.branch(sources, G)
 
     @torch.no_grad()
     def collect(self, steps: int) -> Segment:
-        self._start_segment()
+        if self.groups is not None:
+            started = self.groups.start_segment(self.env)
+            self.obs = self.obs if started is None else started
         env = self.env
         B = env.num_envs
         obs_buf, act_buf, logp_buf, rew_buf, done_buf, state_buf = [], [], [], [], [], []
@@ -113,3 +97,15 @@ class Collector:
             states=torch.stack(state_buf) if self.record_state else None,
             next_state=env.state() if self.record_state else None,
         )
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The env's full state, the sampling stream and the group modes' counters (exact resume)."""
+        return {"env": self.env.get_state(), "sampling_rng": self.generator.get_state(),
+                "groups": None if self.groups is None else self.groups.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.obs = self.env.set_state({k: v.to(self.env.device) for k, v in state["env"].items()})
+        self.generator.set_state(state["sampling_rng"])
+        if self.groups is not None:
+            self.groups.load_state_dict(state["groups"])

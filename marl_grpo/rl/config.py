@@ -1,0 +1,179 @@
+"""Soccer training configuration: `RunConfig`'s shared fields plus the soccer ones, and named presets.
+
+    marl-grpo train --preset quick --total-env-steps 200000
+    marl-grpo train --preset quick --algo ppo          # the PPO-with-critic baseline
+
+GRPO and PPO share this one config: every setting they have in common (env, team size,
+opponent, budget, learning rate, epochs, minibatches, seed...) means the same for both. The
+GRPO-only fields (group_mode, group_size, supervision, scale) are ignored by PPO and the PPO-only
+fields (critic, gae_lambda, vf_coef, ...) by GRPO.
+
+Values derived from the config (segment length, iterations, the group modes) are typed
+properties; the config is validated when it is built, with clear errors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from marl_grpo.agents import ARCHS, BOT_NAMES, CRITIC_KINDS
+from marl_grpo.envs.config import MAX_TEAM_SIZE
+from marl_grpo.rl.groups import Groups
+from marl_grpo.rl.learners import LEARNERS, PolicyLearner
+from marl_grpo.run.config import RunConfig, check_choice, check_int, check_number
+from marl_grpo.run.presets import pick_preset
+
+SUPERVISIONS = ("outcome", "process")
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """Hyperparameters of a GRPO or PPO soccer run (and of the evaluation it runs as it goes)."""
+
+    name: str = "grpo"
+    algo: str = "grpo"
+    """grpo: group-relative advantages, no critic; ppo: GAE advantages from a learned critic
+    (the MAPPO-style baseline), same policy and same clipped-ratio loss"""
+    anneal_lr: bool = True
+
+    # ------------------------------------------------------------------ env and opponent
+    team_size: int = 2
+    """players per team"""
+    max_cycles: int = 300
+    """match length in steps"""
+    opponent: str = "team"
+    """who plays red: a scripted bot (random, chaser, team) or `self` (the policy plays both sides and learns from both)"""
+    opponent_strength: float = 1.0
+    """strength in [0, 1] of the scripted opponent"""
+    reward_dist_to_ball: float = 0.001
+    """weight of the distance-to-ball shaping term (the other env reward weights keep their defaults)"""
+
+    # ------------------------------------------------------------------ GRPO groups
+    group_mode: str = "branch"
+    """what a group is: team, branch or episode, or a combination with team such as branch+team
+    (DeepSeekMath's GRPO group of G answers to one prompt, transposed to the game; `marl_grpo.rl.groups`)"""
+    branch_horizon: int = 32
+    """H: steps per iteration's segment: how long each branch is played before the batch branches
+    again (branch mode), the rollout length in team-only mode and for PPO"""
+    supervision: str = "process"
+    """outcome: one advantage per member (its whole return); process: return-to-go at each step,
+    normalised across the group at the same step (DeepSeekMath sec. 4.1.3)"""
+    gamma: float = 0.99
+    """discount of the returns-to-go (GRPO process supervision) and of GAE (PPO)"""
+
+    # ------------------------------------------------------------------ PPO critic
+    critic: str = "centralized"
+    """PPO's value network input: decentralized (the agent's observation) or centralized
+    (the global state plus the agent's index, MAPPO)"""
+    critic_hidden: int = 128
+    """hidden width of the critic"""
+    gae_lambda: float = 0.95
+    """GAE lambda (Schulman et al. 2016)"""
+    vf_coef: float = 0.5
+    """weight of the value loss"""
+    clip_vloss: bool = True
+    """clip the value update around the rollout's values by clip_eps (CleanRL, MAPPO)"""
+    norm_value: bool = True
+    """value normalisation: the critic predicts returns standardised by a running mean and std
+    (MAPPO's ValueNorm)"""
+    norm_adv: bool = True
+    """normalise PPO advantages per minibatch (CleanRL); GRPO advantages are already group-scaled"""
+
+    # ------------------------------------------------------------------ budget
+    num_envs: int = 1024
+    """matches stepped together (a multiple of group_size in branch / episode mode)"""
+    total_env_steps: int = 2_000_000
+    """budget in match-steps (one vector-env step of num_envs matches counts num_envs)"""
+
+    # ------------------------------------------------------------------ policy
+    arch: str = "mlp"
+    """policy network: mlp, or entity (DeepSets over teammates and opponents; plays any team size)"""
+    hidden: int = 128
+    """hidden width of the policy"""
+
+    # ------------------------------------------------------------------ evaluation
+    eval_matches: int = 64
+    """matches per evaluation, over a fixed set of seeds"""
+    eval_opponent: str = "team"
+    """scripted bot used for evaluation"""
+    eval_strength: float = 1.0
+    """strength of the evaluation bot"""
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice(self, "algo", LEARNERS)
+        check_choice(self, "critic", CRITIC_KINDS)
+        check_choice(self, "arch", ARCHS)
+        check_choice(self, "supervision", SUPERVISIONS)
+        check_choice(self, "opponent", (*BOT_NAMES, "self"))
+        check_choice(self, "eval_opponent", BOT_NAMES)
+        for name in ("gamma", "gae_lambda", "opponent_strength", "eval_strength"):
+            check_number(self, name, high=1.0)
+        check_number(self, "vf_coef")
+        check_number(self, "reward_dist_to_ball", low=-math.inf)
+        for name in ("num_envs", "total_env_steps", "branch_horizon", "max_cycles", "hidden", "critic_hidden",
+                     "eval_matches", "group_size"):
+            check_int(self, name)
+        if not 1 <= self.team_size <= MAX_TEAM_SIZE:
+            raise ValueError(f"team_size={self.team_size!r} is invalid: expected an int in [1, {MAX_TEAM_SIZE}]")
+        groups = self.groups  # parses group_mode
+        if self.learner.uses_groups and groups.copies_matches and (
+                self.group_size < 2 or self.num_envs % self.group_size):
+            raise ValueError(
+                f"num_envs={self.num_envs} must be a multiple of group_size={self.group_size} (>= 2) "
+                f"in {self.group_mode} mode")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def learner(self) -> type[PolicyLearner]:
+        """the learner class of `algo`"""
+        return LEARNERS[self.algo]
+
+    @property
+    def groups(self) -> Groups:
+        """the group modes of `group_mode` (fresh: they keep the episode counter of a run)"""
+        return Groups(self.group_mode, self.group_size, self.seed)
+
+    @property
+    def segment_len(self) -> int:
+        """T: steps per iteration (a whole match in episode mode)"""
+        whole = self.learner.uses_groups and self.groups.whole_matches
+        return self.max_cycles if whole else self.branch_horizon
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        return self.segment_len * self.num_envs
+
+    @property
+    def iterations(self) -> int:
+        """iterations of the budget (at least one)"""
+        return max(1, self.total_env_steps // self.env_steps_per_iteration)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return {"team_size": self.team_size, "max_cycles": self.max_cycles,
+                "reward_dist_to_ball": self.reward_dist_to_ball}
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # the README's first command: a couple of minutes on 2 CPU cores
+    "quick": TrainConfig(name="quick", total_env_steps=3_000_000, eval_every=10, eval_matches=32, save_every=10),
+    # the learning benchmark: 2v2 against the positional team bot, 15 minutes on 2 cores
+    "2v2": TrainConfig(name="2v2", total_env_steps=100_000_000, max_minutes=15.0, eval_every=50),
+    # the PPO-with-critic baseline on the same benchmark (4 epochs: PPO's best in a small sweep)
+    "ppo-2v2": TrainConfig(name="ppo-2v2", algo="ppo", update_epochs=4, total_env_steps=100_000_000,
+                           max_minutes=15.0, eval_every=50),
+    # self-play, both sides learn
+    "selfplay": TrainConfig(name="selfplay", opponent="self"),
+    # one entity-encoder policy
+    "entity": TrainConfig(name="entity", arch="entity"),
+    # the smallest real run, for tests
+    "tiny": TrainConfig(name="tiny", num_envs=16, group_size=4, branch_horizon=8, max_cycles=40,
+                        total_env_steps=16 * 8 * 3, eval_every=2, eval_matches=4, save_every=1,
+                        hidden=32, progress=False),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    return pick_preset(PRESETS, name)

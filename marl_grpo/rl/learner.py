@@ -1,0 +1,97 @@
+"""What GRPO and PPO share: the optimiser, the reference policy, and the soccer `UpdateBatch`.
+
+A learner turns a rollout `Segment` into an `UpdateBatch` (`advantages`, algorithm specific);
+the run loop then calls the one update step, `marl_grpo.run.update.policy_update`, on it. A
+sequence is one player's segment of T steps, a token one step. PPO adds its value loss through
+`UpdateBatch.aux_loss`; there is one policy loss and one update in the project.
+
+To add an algorithm: subclass `PolicyLearner`, implement `advantages`, set the class attributes,
+and add it to `marl_grpo.rl.learners.LEARNERS`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+
+import torch
+
+from marl_grpo.agents import SoccerPolicy
+from marl_grpo.envs import SoccerConfig
+from marl_grpo.rl.rollout import Segment
+from marl_grpo.run.update import AuxLoss, UpdateBatch
+
+if TYPE_CHECKING:
+    from marl_grpo.rl.config import TrainConfig
+
+
+class PolicyLearner:
+    """Holds the optimiser (over the policy and any extra modules) and the reference policy."""
+
+    uses_groups: ClassVar[bool] = False
+    """the rollout forms GRPO groups (`TrainConfig.groups` prepares each segment)"""
+    compare_args: ClassVar[str] = ""
+    """this algorithm's own `marl-grpo train` options in `marl-grpo compare` by default"""
+    color: ClassVar[str] = "tab:gray"
+    """its colour in plots"""
+
+    def __init__(self, policy: SoccerPolicy, cfg: TrainConfig, env_config: SoccerConfig,
+                 extra_parameters: Iterable[torch.nn.Parameter] = ()):
+        self.policy, self.cfg, self.env_config = policy, cfg, env_config
+        self.parameters = [*policy.parameters(), *extra_parameters]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.learning_rate, eps=1e-5)
+        # the reference policy of the KL term: a frozen copy, refreshed by the run loop
+        self.ref_policy = copy.deepcopy(policy).requires_grad_(False) if cfg.kl_coef > 0 else None
+
+    @property
+    def needs_state(self) -> bool:
+        """whether `advantages` reads the global state (`Segment.states`), so the rollout must keep it"""
+        return False
+
+    def describe(self) -> str:
+        """A few words on how the advantages are formed (for benchmark output)."""
+        return ""
+
+    def advantages(self, segment: Segment) -> tuple[UpdateBatch, dict[str, float]]:
+        """The update batch of a segment (advantages and all the update needs) and stats to log."""
+        raise NotImplementedError
+
+    def policy_batch(self, segment: Segment, advantages: torch.Tensor, aux_loss: AuxLoss | None = None,
+                     normalize_advantages: bool = False) -> UpdateBatch:
+        """The `UpdateBatch` of a segment's S = B * C sequences with advantages [T, S]."""
+        T, B, C, D = segment.obs.shape
+        S = B * C
+        obs = segment.obs.reshape(T, S, D)
+        actions = segment.actions.reshape(T, S)
+
+        def log_probs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logp, entropy = self.policy.evaluate(obs[:, rows], actions[:, rows])  # [T, m]
+            return logp.T, entropy.T
+
+        ref_logp = None
+        if self.ref_policy is not None:
+            with torch.no_grad():
+                ref_logp = self.ref_policy.evaluate(obs, actions)[0].T
+        return UpdateBatch(advantages=advantages.T, log_probs=log_probs, num_units=S,
+                           old_logp=segment.logp.reshape(T, S).T, ref_logp=ref_logp, max_len=T,
+                           aux_loss=aux_loss, normalize_advantages=normalize_advantages)
+
+    def refresh_reference(self) -> None:
+        if self.ref_policy is not None:
+            self.ref_policy.load_state_dict(self.policy.state_dict())
+
+    def num_parameters(self) -> dict[str, int]:
+        """Trainable parameters by network (the policy; PPO adds its critic)."""
+        return {"actor_parameters": self.policy.num_parameters()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "ref_policy": None if self.ref_policy is None else self.ref_policy.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ref_policy is not None and state.get("ref_policy") is not None:
+            self.ref_policy.load_state_dict(state["ref_policy"])

@@ -1,0 +1,121 @@
+"""Soccer training with GRPO or PPO: what the shared run loop needs from the game.
+
+    marl-grpo train --preset quick              # then: tensorboard --logdir runs
+    marl-grpo train --preset quick --algo ppo   # the critic baseline, same loop
+
+`SoccerTrainer` supplies the rollout (`Collector`), the advantages (the learner of `cfg.algo`),
+the evaluation against a bot and the checkpoint files; `marl_grpo.run.loop.run_training` does the
+rest (budget, cadence, logging, resume, the update step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from marl_grpo.agents import SoccerPolicy, make_bot
+from marl_grpo.envs import SoccerVecEnv
+from marl_grpo.rl.config import TrainConfig
+from marl_grpo.rl.evaluate import evaluate
+from marl_grpo.rl.learner import PolicyLearner
+from marl_grpo.rl.rollout import Collector, Segment
+from marl_grpo.run.checkpoint import load_policy, write_policy
+from marl_grpo.run.files import EVAL_SEED
+from marl_grpo.run.loop import Trainer, run_training
+from marl_grpo.run.update import UpdateBatch
+
+
+def make_learner(policy: SoccerPolicy, cfg: TrainConfig, env: SoccerVecEnv) -> PolicyLearner:
+    """The learner of `cfg.algo` (`marl_grpo.rl.learners.LEARNERS`)."""
+    return cfg.learner(policy, cfg, env.config)
+
+
+def make_collector(env: SoccerVecEnv, policy: SoccerPolicy, opponent: Any, learner: PolicyLearner,
+                   cfg: TrainConfig) -> Collector:
+    """The rollout of `learner`: with GRPO groups if it uses them, with the global state if it reads it."""
+    groups = cfg.groups if learner.uses_groups else None
+    return Collector(env, policy, opponent, groups, cfg.seed, record_state=learner.needs_state)
+
+
+class SoccerTrainer(Trainer):
+    """The game's side of a run: vector env, shared policy, opponent, learner and rollout."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, checkpoint: Path | None):
+        self.cfg = cfg
+        self.env = env = SoccerVecEnv(num_envs=cfg.num_envs, device=device, **cfg.env_kwargs())
+        self.policy = SoccerPolicy(env.config, arch=cfg.arch, hidden=cfg.hidden, device=device)
+        self.opponent = None if cfg.opponent == "self" else make_bot(
+            cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device)
+        self.learner = make_learner(self.policy, cfg, env)
+        self.collector = make_collector(env, self.policy, self.opponent, self.learner, cfg)
+        self.optimizer, self.parameters = self.learner.optimizer, self.learner.parameters
+        if checkpoint is not None:
+            saved, _ = load_policy(checkpoint, device=device, env_config=env.config)
+            self.policy.load_state_dict(saved.state_dict())
+        self.recent_returns: list[float] = []
+
+    @property
+    def num_iterations(self) -> int:
+        return self.cfg.iterations
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.cfg.env_steps_per_iteration
+
+    def collect(self) -> Segment:
+        return self.collector.collect(self.cfg.segment_len)
+
+    def advantages(self, segment: Segment) -> tuple[UpdateBatch, dict[str, float]]:
+        return self.learner.advantages(segment)
+
+    def batch_scalars(self, segment: Segment, seconds: float, collect_seconds: float) -> dict[str, float]:
+        env_steps = self.cfg.env_steps_per_iteration
+        scalars = {"charts/SPS": env_steps / seconds,
+                   "charts/agent_SPS": env_steps * self.env.num_agents / seconds,
+                   "charts/rollout_fraction": collect_seconds / seconds,
+                   "charts/learning_rate": self.optimizer.param_groups[0]["lr"]}
+        self.recent_returns = (self.recent_returns + segment.episode_returns)[-200:]
+        if segment.episode_returns:
+            scalars["charts/episodic_return"] = float(np.mean(segment.episode_returns))
+            scalars["charts/win_rate_train"] = float(np.mean([r > 0 for r in segment.episode_results]))
+        return scalars
+
+    def refresh_reference(self) -> None:
+        self.learner.refresh_reference()
+
+    def evaluate(self) -> dict[str, float]:
+        cfg = self.cfg
+        return evaluate(self.policy, cfg.env_kwargs(), cfg.eval_opponent, cfg.eval_strength, cfg.eval_matches,
+                        seed=EVAL_SEED)
+
+    def progress(self, scalars: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
+        ret = np.mean(self.recent_returns) if self.recent_returns else 0.0
+        return {"ret": f"{ret:.2f}", "win": f"{last_eval.get('eval/win_rate', float('nan')):.2f}"}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        cfg, counts = self.cfg, self.learner.num_parameters()
+        derived = {"segment_len": cfg.segment_len, "env_steps_per_iteration": cfg.env_steps_per_iteration,
+                   "iterations": cfg.iterations}
+        return {**cfg.to_dict(), **derived, **counts, "total_parameters": sum(counts.values())}
+
+    def write_checkpoint(self, folder: Path) -> None:
+        write_policy(folder, self.policy, self.env.config, self.cfg.to_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"learner": self.learner.state_dict(), "rollout": self.collector.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.collector.load_state_dict(state["rollout"])
+
+    def summary(self, global_step: int, elapsed: float) -> dict[str, Any]:
+        return {"agent_steps_per_s": global_step * self.env.num_agents / max(elapsed, 1e-9),
+                **self.learner.num_parameters()}
+
+
+def train(cfg: TrainConfig, on_iteration: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a GRPO or PPO training run; returns the last evaluation and timing figures."""
+    return run_training(SoccerTrainer, cfg, on_iteration)

@@ -1,0 +1,26 @@
+"""File names and fixed seeds that every run, tool and command shares: one place to change them.
+
+A run folder is ``<log_dir>/<name>/``: TensorBoard event files, and ``checkpoint/`` with
+
+- soccer: `POLICY_FILE` + `POLICY_CONFIG_FILE` (what ``eval`` and ``watch`` read) + `STATE_FILE`;
+- LLM: the Hugging Face files of ``save_pretrained`` (whose ``config.json`` is the *model's*
+  config, hence the LLM run config's own name `LLM_CONFIG_FILE`) + `STATE_FILE`.
+"""
+
+CHECKPOINT_DIR = "checkpoint"
+"""the checkpoint folder inside a run folder (replaced atomically at every save)"""
+STATE_FILE = "trainer_state.pt"
+"""everything exact resume needs beyond the weights: optimiser, counters, env state, random streams"""
+POLICY_FILE = "policy.safetensors"
+"""the soccer policy's weights"""
+POLICY_CONFIG_FILE = "config.json"
+"""the soccer checkpoint's metadata: policy architecture, env config, observation layout, train config"""
+LLM_CONFIG_FILE = "llm_config.json"
+"""the LLM run's config, beside the model's Hugging Face ``config.json``"""
+RESULT_FILE = "result.json"
+"""a finished run's summary (written by `marl-grpo compare` next to each run)"""
+
+EVAL_SEED = 10_000
+"""first seed of the evaluation matches (and of the LLM's evaluation sampling), far from training seeds"""
+STUDY_EVAL_SEED = 20_000
+"""first seed of a study's final evaluation: matches no in-training evaluation has seen"""

@@ -1,0 +1,218 @@
+"""The one training loop of the project, for soccer (GRPO, PPO) and LLM runs alike.
+
+    result = run_training(SoccerTrainer, cfg)     # marl_grpo.rl
+    result = run_training(LLMTrainer, cfg)        # marl_grpo.llm
+
+The loop owns what every run shares: the run folder and its guard against overwriting, resume,
+the iteration and time budget, the evaluation and checkpoint cadence, the reference-policy
+refresh and learning-rate schedule, TensorBoard logging, the progress bar and atomic checkpoint
+writing. A mode supplies a `Trainer` with only what differs. One iteration reads top to bottom:
+
+    batch = trainer.collect()                          # rollout / prompts, generation and rewards
+    update_batch, stats = trainer.advantages(batch)    # GRPO groups, GAE, ...
+    stats |= policy_update(update_batch, ...)          # the one update step (marl_grpo.run.update)
+    log, evaluate, checkpoint
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+from tqdm import tqdm
+
+from marl_grpo.envs.backend import resolve_device
+from marl_grpo.run.checkpoint import atomic_directory, load_trainer_state
+from marl_grpo.run.config import RunConfig
+from marl_grpo.run.files import CHECKPOINT_DIR, STATE_FILE
+from marl_grpo.run.logger import Logger
+from marl_grpo.run.update import UpdateBatch, policy_update
+
+
+class Trainer:
+    """What a training mode supplies to `run_training`.
+
+    Built by the loop as `Trainer(cfg, device, checkpoint)`, where `checkpoint` is the folder to
+    resume from (None for a fresh run): the trainer loads its weights from there, the loop then
+    restores `load_state_dict` and the counters.
+    """
+
+    evaluate_first: ClassVar[bool] = False
+    """also evaluate after the first iteration (a baseline point for the curves)"""
+    history_tags: ClassVar[tuple[str, ...]] = ()
+    """scalars whose per-iteration values the result's `history` keeps"""
+
+    cfg: RunConfig
+    optimizer: torch.optim.Optimizer
+    parameters: list[torch.nn.Parameter]
+    """what the optimiser trains (and the update clips)"""
+    update_generator: torch.Generator | None = None
+    """random stream of the minibatch order (None: torch's global stream, saved by the loop)"""
+
+    def __init__(self, cfg: RunConfig, device: torch.device, checkpoint: Path | None):
+        raise NotImplementedError
+
+    @property
+    def num_iterations(self) -> int:
+        """iterations of the whole budget"""
+        raise NotImplementedError
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """units of the logs' x axis per iteration (soccer: env steps; LLM: 1, the iteration)"""
+        return 1
+
+    def collect(self) -> Any:
+        """Play or generate one batch of experience (no gradients)."""
+        raise NotImplementedError
+
+    def advantages(self, batch: Any) -> tuple[UpdateBatch, dict[str, float]]:
+        """What the update needs, and scalars to log about the advantages."""
+        raise NotImplementedError
+
+    def batch_scalars(self, batch: Any, seconds: float, collect_seconds: float) -> dict[str, float]:
+        """Scalars to log about the batch and its timing (rewards, episodes, throughput)."""
+        return {}
+
+    def refresh_reference(self) -> None:
+        """Copy the policy into the reference policy of the KL term (if there is one)."""
+
+    def evaluate(self) -> dict[str, float]:
+        """`eval/*` scalars."""
+        return {}
+
+    def progress(self, scalars: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
+        """The progress bar's postfix."""
+        return {}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The run's text summary in TensorBoard (config and derived values)."""
+        return self.cfg.to_dict()
+
+    def texts(self) -> dict[str, str]:
+        """Other text to log once at the start of a run (tag -> markdown)."""
+        return {}
+
+    def write_checkpoint(self, folder: Path) -> None:
+        """Write the weights and configs of the checkpoint into `folder`."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything exact resume needs beyond the weights and torch's global random stream."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def summary(self, global_step: int, elapsed: float) -> dict[str, Any]:
+        """Entries the mode adds to the run's result."""
+        return {}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA allocations on a GPU, else the peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def run_training(trainer_cls: Callable[..., Trainer], cfg: RunConfig,
+                 on_iteration: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run (or, with `cfg.resume`, continue) a training run; returns the last evaluation, the
+    counters, timings and the trainer's summary.
+
+    `on_iteration(global_step)` is called after every iteration (`marl-grpo compare` uses it for
+    its progress display).
+    """
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    run_dir = Path(cfg.log_dir) / cfg.name
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    if not cfg.resume and ckpt_dir.exists():
+        raise FileExistsError(
+            f"{str(run_dir)!r} already holds a run: pass --resume to continue it, or choose another --name")
+    if cfg.resume and not ckpt_dir.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {str(ckpt_dir)!r} to continue from")
+
+    trainer = trainer_cls(cfg, device, ckpt_dir if cfg.resume else None)
+    total, per_iteration = trainer.num_iterations, trainer.steps_per_iteration
+    iteration, elapsed, wall_before = 0, 0.0, 0.0
+    if cfg.resume:
+        state = load_trainer_state(ckpt_dir)
+        trainer.load_state_dict(state["trainer"])
+        iteration, elapsed, wall_before = state["iteration"], state["elapsed"], state["wall_time"]
+        torch.set_rng_state(state["torch_rng"])
+
+    logger = Logger(run_dir)
+    if not cfg.resume:
+        logger.hyperparameters(trainer.hyperparameters())
+        for tag, text in trainer.texts().items():
+            logger.text(tag, text)
+    history: dict[str, list[float]] = {tag: [] for tag in trainer.history_tags}
+    last_eval: dict[str, float] = {}
+    wall_start = time.perf_counter()
+    completed = iteration
+
+    def wall_time() -> float:
+        return wall_before + time.perf_counter() - wall_start
+
+    bar = tqdm(range(iteration, total), initial=iteration, total=total, disable=not cfg.progress, desc=cfg.name,
+               unit="it")
+    try:
+        for iteration in bar:
+            start = time.perf_counter()
+            if cfg.anneal_lr:
+                for group in trainer.optimizer.param_groups:
+                    group["lr"] = cfg.learning_rate * (1.0 - iteration / total)
+            if cfg.kl_coef > 0 and cfg.ref_refresh and iteration > 0 and iteration % cfg.ref_refresh == 0:
+                trainer.refresh_reference()
+
+            # rollout
+            batch = trainer.collect()
+            collect_seconds = time.perf_counter() - start
+            # advantage
+            update_batch, scalars = trainer.advantages(batch)
+            # update
+            scalars |= policy_update(update_batch, trainer.optimizer, trainer.parameters, cfg,
+                                     generator=trainer.update_generator)
+            seconds = time.perf_counter() - start
+            elapsed += seconds
+
+            # log
+            step = (iteration + 1) * per_iteration
+            scalars |= trainer.batch_scalars(batch, seconds, collect_seconds)
+            logger.scalars(scalars, step)
+            for tag, values in history.items():
+                values.append(scalars[tag])
+
+            done = iteration + 1 == total or (cfg.max_minutes > 0 and wall_time() >= 60 * cfg.max_minutes)
+            if (cfg.eval_every and (iteration + 1) % cfg.eval_every == 0) or done or (
+                    trainer.evaluate_first and iteration == 0):
+                last_eval = {**trainer.evaluate(), "eval/wall_time": wall_time()}
+                logger.scalars(last_eval, step)
+            if (cfg.save_every and (iteration + 1) % cfg.save_every == 0) or done:
+                with atomic_directory(ckpt_dir) as tmp:
+                    trainer.write_checkpoint(tmp)
+                    torch.save({"iteration": iteration + 1, "global_step": step, "elapsed": elapsed,
+                                "wall_time": wall_time(), "torch_rng": torch.get_rng_state(),
+                                "trainer": trainer.state_dict()}, tmp / STATE_FILE)
+            bar.set_postfix(trainer.progress(scalars, last_eval))
+            completed = iteration + 1
+            if on_iteration is not None:
+                on_iteration(step)
+            if done:
+                break
+        memory = peak_memory_mb(device)
+        logger.scalars({"charts/peak_memory_mb": memory}, completed * per_iteration)
+    finally:
+        logger.close()
+    global_step = completed * per_iteration
+    return {"eval": last_eval, "iteration": completed, "global_step": global_step, "elapsed": elapsed,
+            "run_dir": str(run_dir), "wall_time": wall_time(), "peak_memory_mb": memory, "history": history,
+            **trainer.summary(global_step, elapsed)}

@@ -1,0 +1,58 @@
+"""Named presets and command-line parsing of a config dataclass (tyro), shared by every command.
+
+    cfg = parse_with_preset(argv, PRESETS, "2v2", "marl-grpo train", "GRPO or PPO training.")
+
+`--preset NAME` picks the defaults; every other option overrides one field. A bad value or an
+unknown preset ends the command with `SystemExit("<command>: <message>")`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+import tyro
+
+from marl_grpo.run.config import deferred_validation
+
+ConfigT = TypeVar("ConfigT")
+
+
+def pick_preset(presets: dict[str, ConfigT], name: str) -> ConfigT:
+    """A fresh copy of `presets[name]`; a clear error for an unknown name."""
+    if name not in presets:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(presets)}")
+    return dataclasses.replace(presets[name])
+
+
+def parse_config(cls: type[ConfigT], argv: list[str], command: str, default: ConfigT | None = None, prog: str | None = None,
+                 description: str | None = None) -> ConfigT:
+    """`tyro.cli` of `cls`, then one validation whose error names the command (not a traceback)."""
+    with deferred_validation():
+        cfg = tyro.cli(cls, default=default, args=argv, prog=prog or command, description=description)
+    validate = getattr(cfg, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ValueError as err:
+            raise SystemExit(f"{command}: {err}") from None
+    return cfg
+
+
+def parse_with_preset(argv: list[str], presets: dict[str, Any], default_name: str, command: str,
+                      description: str) -> Any:
+    """`--preset NAME` picks the defaults (a config dataclass from `presets`); the other options
+    override its fields through tyro."""
+    name = default_name
+    if "--preset" in argv:
+        at = argv.index("--preset")
+        if at + 1 >= len(argv):
+            raise SystemExit(f"{command}: --preset needs a name: one of {', '.join(presets)}")
+        name = argv[at + 1]
+        argv = argv[:at] + argv[at + 2:]
+    try:
+        default = pick_preset(presets, name)
+    except ValueError as err:
+        raise SystemExit(f"{command}: {err}") from None
+    return parse_config(type(default), argv, command, default=default, prog=f"{command} --preset {name}",
+                        description=f"{description} Presets: {', '.join(presets)} (default {default_name}).")
