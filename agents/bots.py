@@ -163,6 +163,10 @@ class Bot:
         self.generator.manual_seed(self.seed)
         self._obs_dim = config.obs_dim
         self.previous: torch.Tensor | None = None
+        self.shard = (0, 1)
+        """(index, count): the observations are slice `index` of `count` equal slices (along the
+        first dim) of a larger batch, and the random draws are those of the whole batch's slice, so
+        that a batch split over processes plays exactly as the whole batch in one process"""
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the previous actions (call at the start of new matches); re-seed if `seed` is given."""
@@ -172,11 +176,27 @@ class Bot:
             self.generator.manual_seed(self.seed)
 
     def _uniform(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        return torch.rand(shape, generator=self.generator, device=self.device).to(device)
+        index, count = self.shard
+        draws = torch.rand((count * shape[0], *shape[1:]) if shape else shape, generator=self.generator,
+                           device=self.device)
+        return draws.view(count, *shape)[index].to(device) if shape else draws.to(device)
 
     def _random_actions(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        actions = torch.randint(0, NUM_ACTIONS, shape, generator=self.generator, device=self.device)
-        return actions.to(device)
+        index, count = self.shard
+        actions = torch.randint(0, NUM_ACTIONS, (count * shape[0], *shape[1:]) if shape else shape,
+                                generator=self.generator, device=self.device)
+        return actions.view(count, *shape)[index].to(device) if shape else actions.to(device)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The random stream and the memory of previous actions (exact resume)."""
+        return {"generator": self.generator.get_state(),
+                "previous": None if self.previous is None else self.previous.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        previous = state["previous"]
+        self.previous = None if previous is None else previous.to(self.device)
 
     def act(self, obs: Any) -> torch.Tensor:
         """Actions for every agent: obs float [..., D] (e.g. [B, N, D]) -> int64 [...] (e.g. [B, N])."""

@@ -82,7 +82,7 @@ class SoccerCritic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Values `[...]` of inputs `[..., D_in]` (in the normalised space when value
-        normalisation is on; see `marl_grpo.ppo`)."""
+        normalisation is on; see `marl_grpo.rl.ppo`)."""
         if x.shape[-1] != self.input_dim:
             raise ValueError(f"{self.kind} critic expects inputs {self.input_dim} wide, got {x.shape[-1]}")
         return self.net(x).squeeze(-1)

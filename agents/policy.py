@@ -172,19 +172,23 @@ def logp_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Ten
     return logp, entropy
 
 
-def sample_actions(logits: torch.Tensor, deterministic: bool = False,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_actions(logits: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None,
+                   shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw one action per row of `logits [..., A]`; returns `(actions int64 [...], logp [...])`.
 
     Sampling uses the Gumbel-max trick, `argmax(logits - log E)` with `E ~ Exp(1)` (exact, one
     fused pass; faster than `torch.multinomial` on large batches). `deterministic=True` takes the
-    argmax. `generator` (on the logits' device) makes the draws reproducible.
+    argmax. `generator` (on the logits' device) makes the draws reproducible. `shard = (index,
+    count)`: `logits` is slice `index` of `count` equal slices (first dim) of a larger batch, and
+    gets that slice of the larger batch's draws (a batch split over processes samples exactly as
+    one process would).
     """
     log_probs = torch.log_softmax(logits, dim=-1)
     if deterministic:
         actions = log_probs.argmax(-1)
     else:
-        noise = torch.empty_like(log_probs).exponential_(generator=generator)
+        index, count = shard
+        noise = log_probs.new_empty((count, *log_probs.shape)).exponential_(generator=generator)[index]
         actions = (log_probs - noise.log()).argmax(-1)
     return actions, log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
@@ -381,16 +385,17 @@ class SoccerPolicy(nn.Module):
         return self.body(torch.cat([own, *pooled], -1))
 
     # ------------------------------------------------------------------ acting and learning
-    def act(self, obs: Any, deterministic: bool = False,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def act(self, obs: Any, deterministic: bool = False, generator: torch.Generator | None = None,
+            shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample (or, deterministic, take the argmax of) an action for every row.
 
         Runs under `torch.no_grad()`: acting builds no graph; the learner recomputes log-probs
         with `evaluate`. Returns `(actions int64 [...], logp [...])` on the policy's device.
-        `generator` (a `torch.Generator` on that device) makes the draws reproducible.
+        `generator` (a `torch.Generator` on that device) makes the draws reproducible; `shard`
+        as in `sample_actions`.
         """
         with torch.no_grad():
-            return sample_actions(self(obs), deterministic, generator)
+            return sample_actions(self(obs), deterministic, generator, shard)
 
     def evaluate(self, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability of `actions` and the policy entropy, with grad: `(logp [...], entropy [...])`.

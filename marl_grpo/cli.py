@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from marl_grpo.run.distributed import shard_from_env
 from marl_grpo.run.presets import parse_config, parse_with_preset
 
 
@@ -38,6 +39,8 @@ def _train(argv: list[str]) -> None:
 
     cfg = parse_with_preset(argv, PRESETS, "2v2", "marl-grpo train", "GRPO or PPO (--algo ppo) training.")
     result = _checked("marl-grpo train", train, cfg)
+    if not shard_from_env().is_main:
+        return
     print(f"done: {result['global_step']} env steps in {result['elapsed']:.0f} s; last evaluation: {result['eval']}")
     print(f"TensorBoard logs and checkpoint in {result['run_dir']}  (tensorboard --logdir {Path(result['run_dir']).parent})")
 
@@ -51,6 +54,8 @@ def _llm(argv: list[str]) -> None:
     except ImportError as err:
         raise SystemExit(f"marl-grpo llm needs the LLM extra: pip install -e '.[llm]' ({err})") from None
     result = _checked("marl-grpo llm", train_llm, cfg)
+    if not shard_from_env().is_main:
+        return
     history = result["history"]["llm/answer_reward"]
     if history:
         print(f"done: {result['iteration']} iterations in {result['wall_time']:.0f} s; answer reward "

@@ -135,9 +135,9 @@ def test_group_stats():
     [
         ({}, r"pass exactly one of group_ids .* or group_size"),
         ({"group_ids": torch.zeros(6, dtype=torch.long), "group_size": 3}, r"pass exactly one of group_ids"),
-        ({"group_size": 4}, r"group_size=4 must divide the number of members M=6"),
+        ({"group_size": 4}, r"group_size=4 must divide the number of members S=6"),
         ({"group_size": 0}, r"group_size must be a positive int, got 0"),
-        ({"group_ids": torch.zeros(5, dtype=torch.long)}, r"group_ids must have shape \[M\] = \[6\], got \[5\]"),
+        ({"group_ids": torch.zeros(5, dtype=torch.long)}, r"group_ids must have shape \[S\] = \[6\], got \[5\]"),
         ({"group_ids": torch.zeros(6)}, r"group_ids must be an integer tensor, got dtype torch.float32"),
         ({"group_size": 3, "scale": "std"}, r"scale must be one of \('group', 'batch', 'none'\), got 'std'"),
         ({"group_size": 3, "eps": -1.0}, r"eps must be >= 0, got -1.0"),
@@ -195,7 +195,7 @@ def test_process_group_advantages_group_size_and_errors():
     # gamma 1: return-to-go [[2, 4, 2, 0], [1, 1, 2, 0]]; groups {0,1} {2,3}, no scaling
     adv = process_group_advantages(rewards, group_size=2, scale="none")
     assert adv.tolist() == [[-1.0, 1.0, 1.0, -1.0], [0.0, 0.0, 1.0, -1.0]]
-    with pytest.raises(ValueError, match=r"rewards must have shape \[T, M\], got \[4\]"):
+    with pytest.raises(ValueError, match=r"rewards must have shape \[T, S\], got \[4\]"):
         process_group_advantages(torch.zeros(4), group_size=2)
     with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\], got 1.5"):
         process_group_advantages(rewards, group_size=2, gamma=1.5)

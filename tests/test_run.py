@@ -146,3 +146,28 @@ def test_group_modes_are_registered_and_combine():
     for bad in ("branch+episode", "team+team", "swarm"):
         with pytest.raises(ValueError, match=re.escape(f"group_mode='{bad}' is invalid")):
             Groups(bad)
+
+
+def test_bench_and_study_take_the_train_options_unprefixed():
+    from marl_grpo.run.presets import parse_config
+    from marl_grpo.tools.bench import TrainBenchConfig
+    from marl_grpo.tools.study import GroupModeStudy
+
+    bench = parse_config(TrainBenchConfig, ["--algo", "ppo", "--iterations", "2", "--num-envs", "64"], "bench")
+    assert (bench.train.algo, bench.iterations, bench.train.num_envs, bench.train.update_epochs) == ("ppo", 2, 64, 1)
+    study = parse_config(GroupModeStudy, ["--total-env-steps", "1000", "--modes", "team"], "study")
+    assert (study.train.total_env_steps, study.modes) == (1000, ("team",))
+    with pytest.raises(SystemExit, match=r"study: group_mode='swarm' is invalid"):
+        parse_config(GroupModeStudy, ["--modes", "swarm"], "study")
+
+
+def test_resuming_a_checkpoint_of_the_old_layout_is_refused_clearly(tmp_path):
+    main(["train", *TINY, "--log-dir", str(tmp_path), "--total-env-steps", "128"])
+    state_file = tmp_path / "tiny" / CHECKPOINT_DIR / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=False)
+    old = {k: state[k] for k in ("iteration", "global_step", "elapsed", "wall_time")}
+    torch.save({**old, "torch_rng": torch.get_rng_state(), "learner": state["trainer"]["learner"],
+                "env": state["ranks"][0]["trainer"]["rollout"]["env"]}, state_file)  # 0.1's flat layout
+    with pytest.raises(SystemExit, match="written by marl-grpo 0.1 before the shared run engine"):
+        main(["train", *TINY, "--log-dir", str(tmp_path), "--resume", "--total-env-steps", "256"])
+    main(["eval", str(tmp_path / "tiny" / CHECKPOINT_DIR), "--matches", "2"])  # its policy still plays

@@ -47,6 +47,7 @@ from marl_grpo.advantages import group_advantages, group_stats
 from marl_grpo.llm.config import LLMConfig
 from marl_grpo.llm.evaluate import autocast, evaluate_llm, make_eval_set
 from marl_grpo.llm.tasks import PromptBatch, answer_rewards, make_task
+from marl_grpo.run.distributed import Shard
 from marl_grpo.run.files import EVAL_SEED, LLM_CONFIG_FILE
 from marl_grpo.run.loop import Trainer, run_training
 from marl_grpo.run.update import UpdateBatch
@@ -83,18 +84,25 @@ class LLMTrainer(Trainer):
     evaluate_first = True
     history_tags = ("llm/reward_mean", "llm/answer_reward", "llm/reward_chance", "llm/invalid_frac")
 
-    def __init__(self, cfg: LLMConfig, device: torch.device, checkpoint: Path | None):
+    def __init__(self, cfg: LLMConfig, device: torch.device, checkpoint: Path | None, shard: Shard = Shard()):
         if cfg.bf16 and device.type != "cuda":
             raise ValueError(f"bf16=True is for CUDA devices, but the device is {device}; drop --bf16 or use a GPU")
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.shard = cfg, device, shard
+        # this rank's prompts: whole groups of G completions, their own matches and sampling stream
+        self.num_prompts = shard.split(cfg.prompts_per_step, "prompts_per_step")
+        if self.num_prompts % cfg.num_minibatches:
+            raise ValueError(f"num_minibatches={cfg.num_minibatches} must divide the {self.num_prompts} prompts "
+                             f"of each of the {shard.world_size} processes")
+        seed = cfg.seed + shard.rank
         self.agent = load_agent(cfg, device, checkpoint)
         model = self.agent.model
         self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
         self.parameters = list(model.parameters())
         self.optimizer = torch.optim.AdamW(self.parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        self.task = make_task(cfg, cfg.prompts_per_step, cfg.group_size, cfg.seed, device)
-        self.eval_task, self.eval_batch, self.eval_table = make_eval_set(cfg, device)
-        self.update_generator = self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.task = make_task(cfg, self.num_prompts, cfg.group_size, seed, device)
+        if shard.is_main:  # rank 0 evaluates
+            self.eval_task, self.eval_batch, self.eval_table = make_eval_set(cfg, device)
+        self.update_generator = self.generator = torch.Generator(device=device).manual_seed(seed)
         self.eval_generator = torch.Generator(device=device)
 
     @property
@@ -184,14 +192,18 @@ class LLMTrainer(Trainer):
         (folder / LLM_CONFIG_FILE).write_text(json.dumps(self.cfg.to_dict(), indent=2))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "task": self.task.state_dict(),
-                "generator": self.generator.get_state(),
+        return {"optimizer": self.optimizer.state_dict(),
                 "ref_model": None if self.ref_model is None else self.ref_model.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.ref_model is not None and state.get("ref_model") is not None:
             self.ref_model.load_state_dict(state["ref_model"])
+
+    def rank_state_dict(self) -> dict[str, Any]:
+        return {"task": self.task.state_dict(), "generator": self.generator.get_state()}
+
+    def load_rank_state_dict(self, state: dict[str, Any]) -> None:
         self.task.load_state_dict(state["task"])
         self.generator.set_state(state["generator"])
 

@@ -36,8 +36,10 @@ class GroupMode:
     whole_matches: ClassVar[bool] = False
     """a segment is one whole match (`max_cycles` steps) instead of `branch_horizon` steps"""
 
-    def __init__(self, group_size: int, seed: int):
+    def __init__(self, group_size: int, seed: int, first_match: int = 0):
         self.group_size, self.seed = group_size, seed
+        self.first_match = first_match
+        """index of the env's first match in the run's whole batch (its slice under torchrun)"""
 
     def start_segment(self, env: SoccerVecEnv) -> torch.Tensor | None:
         """Prepare the matches for the next segment; the new observations [B, N, D] if they changed."""
@@ -89,12 +91,12 @@ class EpisodeGroups(GroupMode):
     copies_matches = True
     whole_matches = True
 
-    def __init__(self, group_size: int, seed: int):
-        super().__init__(group_size, seed)
+    def __init__(self, group_size: int, seed: int, first_match: int = 0):
+        super().__init__(group_size, seed, first_match)
         self.episodes_started = 0
 
     def start_segment(self, env: SoccerVecEnv) -> torch.Tensor:
-        env.reset(seed=self.seed + 7919 * (self.episodes_started + 1))
+        env.reset(seed=self.seed + 7919 * (self.episodes_started + 1) + self.first_match)
         self.episodes_started += 1
         return env.branch(self._block_sources(env), self.group_size)
 
@@ -109,13 +111,14 @@ class Groups:
     """A `group_mode` such as ``"branch+team"``: the registered modes it combines, as one.
 
     Raises a `ValueError` naming the spec for an unknown mode, a repeated one, or two modes that
-    both copy matches.
+    both copy matches. `first_match`: the index of the env's first match in the run's whole batch
+    (its slice under torchrun), which offsets the seeds of new kickoffs.
     """
 
-    def __init__(self, spec: str, group_size: int = 8, seed: int = 0):
+    def __init__(self, spec: str, group_size: int = 8, seed: int = 0, first_match: int = 0):
         names = spec.split("+")
         unknown = [n for n in names if n not in GROUP_MODES]
-        modes = [GROUP_MODES[n](group_size, seed) for n in names if n in GROUP_MODES]
+        modes = [GROUP_MODES[n](group_size, seed, first_match) for n in names if n in GROUP_MODES]
         if unknown or len(set(names)) != len(names) or sum(m.copies_matches for m in modes) > 1:
             raise ValueError(
                 f"group_mode={spec!r} is invalid: expected one of {tuple(GROUP_MODES)}, or a combination with "

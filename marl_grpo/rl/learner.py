@@ -58,22 +58,25 @@ class PolicyLearner:
 
     def policy_batch(self, segment: Segment, advantages: torch.Tensor, aux_loss: AuxLoss | None = None,
                      normalize_advantages: bool = False) -> UpdateBatch:
-        """The `UpdateBatch` of a segment's S = B * C sequences with advantages [T, S]."""
+        """The `UpdateBatch` of a segment's S = B * C sequences with advantages [T, S].
+
+        Everything is laid out [S, T] and contiguous once here, so that a minibatch of sequences is
+        a contiguous slice of rows and every tensor of the loss has the same layout.
+        """
         T, B, C, D = segment.obs.shape
         S = B * C
-        obs = segment.obs.reshape(T, S, D)
-        actions = segment.actions.reshape(T, S)
+        obs = segment.obs.reshape(T, S, D).transpose(0, 1).contiguous()  # [S, T, D]
+        actions = segment.actions.reshape(T, S).T.contiguous()  # [S, T]
 
         def log_probs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            logp, entropy = self.policy.evaluate(obs[:, rows], actions[:, rows])  # [T, m]
-            return logp.T, entropy.T
+            return self.policy.evaluate(obs[rows], actions[rows])  # [s, T] each
 
         ref_logp = None
         if self.ref_policy is not None:
             with torch.no_grad():
-                ref_logp = self.ref_policy.evaluate(obs, actions)[0].T
-        return UpdateBatch(advantages=advantages.T, log_probs=log_probs, num_units=S,
-                           old_logp=segment.logp.reshape(T, S).T, ref_logp=ref_logp, max_len=T,
+                ref_logp = self.ref_policy.evaluate(obs, actions)[0]
+        return UpdateBatch(advantages=advantages.T.contiguous(), log_probs=log_probs, num_units=S,
+                           old_logp=segment.logp.reshape(T, S).T.contiguous(), ref_logp=ref_logp, max_len=T,
                            aux_loss=aux_loss, normalize_advantages=normalize_advantages)
 
     def refresh_reference(self) -> None:

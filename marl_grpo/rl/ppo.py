@@ -30,6 +30,7 @@ from marl_grpo.envs.config import SoccerConfig
 from marl_grpo.losses import explained_variance, value_loss
 from marl_grpo.rl.learner import PolicyLearner
 from marl_grpo.rl.rollout import Segment
+from marl_grpo.run import distributed
 from marl_grpo.run.update import UpdateBatch
 
 if TYPE_CHECKING:
@@ -44,8 +45,13 @@ class ValueNormalizer:
         self.stats = RunningMeanStd(shape=())
 
     def update(self, returns: torch.Tensor) -> None:
+        """Add a batch of targets (under torchrun: every rank's batch, so the statistics agree)."""
         if self.enabled:
-            self.stats.update(returns.detach().double().cpu().numpy().reshape(-1))
+            x = returns.detach().double().reshape(-1)
+            moments = distributed.all_reduce_sum(torch.stack([x.new_tensor(float(x.numel())), x.sum(), (x * x).sum()]))
+            count, total, squares = moments.tolist()
+            mean = total / count
+            self.stats.update_from_moments(np.float64(mean), np.float64(max(squares / count - mean * mean, 0.0)), count)
 
     def _moments(self) -> tuple[float, float]:
         return float(self.stats.mean), float(np.sqrt(self.stats.var + 1e-8))

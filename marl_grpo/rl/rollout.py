@@ -40,11 +40,21 @@ class Segment:
 
 class Collector:
     """Steps `env` with `policy` (for the controlled agents) and `opponent` (for the others);
-    `groups` (None: no groups, as PPO) prepares each segment."""
+    `groups` (None: no groups, as PPO) prepares each segment.
+
+    `shard = (index, count)`: `env` holds slice `index` of `count` equal slices of the run's
+    matches (one per process under torchrun). Its matches are seeded as that slice of a single
+    process's matches, and the policy's and the opponent's random draws are that slice of the
+    single process's draws, so the split run plays exactly the same matches.
+    """
 
     def __init__(self, env: SoccerVecEnv, policy: SoccerPolicy, opponent: Bot | None, groups: Groups | None,
-                 seed: int, record_state: bool = False):
+                 seed: int, record_state: bool = False, shard: tuple[int, int] = (0, 1)):
         self.env, self.policy, self.opponent, self.groups = env, policy, opponent, groups
+        self.shard = shard
+        first_match = shard[0] * env.num_envs  # this slice's first match in the whole batch
+        if opponent is not None:
+            opponent.shard = shard
         self.record_state = record_state  # keep `env.state()` for a centralized critic
         n_blue, n = env.config.n_blue, env.num_agents
         device = env.device
@@ -53,7 +63,7 @@ class Collector:
         self.others = torch.arange(n_blue, n, device=device) if opponent is not None else None
         self.team = (self.controlled >= n_blue).long()
         self.generator = torch.Generator(device=policy.device).manual_seed(seed)
-        self.obs = env.reset(seed=seed)
+        self.obs = env.reset(seed=seed + first_match)
 
     @torch.no_grad()
     def collect(self, steps: int) -> Segment:
@@ -67,7 +77,7 @@ class Collector:
         obs = self.obs
         for _ in range(steps):
             own = obs[:, self.controlled]
-            actions, logp = self.policy.act(own, generator=self.generator)
+            actions, logp = self.policy.act(own, generator=self.generator, shard=self.shard)
             full = actions
             if self.opponent is not None:
                 full = torch.empty(B, env.num_agents, dtype=torch.long, device=env.device)
@@ -100,12 +110,16 @@ class Collector:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """The env's full state, the sampling stream and the group modes' counters (exact resume)."""
+        """The env's full state, the sampling streams (the policy's and the opponent's) and the group
+        modes' counters (exact resume)."""
         return {"env": self.env.get_state(), "sampling_rng": self.generator.get_state(),
-                "groups": None if self.groups is None else self.groups.state_dict()}
+                "groups": None if self.groups is None else self.groups.state_dict(),
+                "opponent": None if self.opponent is None else self.opponent.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.obs = self.env.set_state({k: v.to(self.env.device) for k, v in state["env"].items()})
         self.generator.set_state(state["sampling_rng"])
         if self.groups is not None:
             self.groups.load_state_dict(state["groups"])
+        if self.opponent is not None:
+            self.opponent.load_state_dict(state["opponent"])

@@ -20,9 +20,11 @@ from marl_grpo.agents import SoccerPolicy, make_bot
 from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.rl.config import TrainConfig
 from marl_grpo.rl.evaluate import evaluate
+from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.learner import PolicyLearner
 from marl_grpo.rl.rollout import Collector, Segment
 from marl_grpo.run.checkpoint import load_policy, write_policy
+from marl_grpo.run.distributed import Shard
 from marl_grpo.run.files import EVAL_SEED
 from marl_grpo.run.loop import Trainer, run_training
 from marl_grpo.run.update import UpdateBatch
@@ -34,23 +36,31 @@ def make_learner(policy: SoccerPolicy, cfg: TrainConfig, env: SoccerVecEnv) -> P
 
 
 def make_collector(env: SoccerVecEnv, policy: SoccerPolicy, opponent: Any, learner: PolicyLearner,
-                   cfg: TrainConfig) -> Collector:
-    """The rollout of `learner`: with GRPO groups if it uses them, with the global state if it reads it."""
-    groups = cfg.groups if learner.uses_groups else None
-    return Collector(env, policy, opponent, groups, cfg.seed, record_state=learner.needs_state)
+                   cfg: TrainConfig, shard: Shard = Shard()) -> Collector:
+    """The rollout of `learner`: with GRPO groups if it uses them, with the global state if it
+    reads it; `env` holds this rank's share of the matches."""
+    groups = None
+    if learner.uses_groups:
+        groups = Groups(cfg.group_mode, cfg.group_size, cfg.seed, first_match=shard.rank * env.num_envs)
+    return Collector(env, policy, opponent, groups, cfg.seed, record_state=learner.needs_state,
+                     shard=(shard.rank, shard.world_size))
 
 
 class SoccerTrainer(Trainer):
     """The game's side of a run: vector env, shared policy, opponent, learner and rollout."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, checkpoint: Path | None):
+    def __init__(self, cfg: TrainConfig, device: torch.device, checkpoint: Path | None, shard: Shard = Shard()):
         self.cfg = cfg
-        self.env = env = SoccerVecEnv(num_envs=cfg.num_envs, device=device, **cfg.env_kwargs())
+        num_envs = shard.split(cfg.num_envs, "num_envs")
+        if cfg.learner.uses_groups and cfg.groups.copies_matches and num_envs % cfg.group_size:
+            raise ValueError(f"num_envs={cfg.num_envs} over {shard.world_size} processes gives {num_envs} matches "
+                             f"each, not a multiple of group_size={cfg.group_size}: a group must stay on one process")
+        self.env = env = SoccerVecEnv(num_envs=num_envs, device=device, **cfg.env_kwargs())
         self.policy = SoccerPolicy(env.config, arch=cfg.arch, hidden=cfg.hidden, device=device)
         self.opponent = None if cfg.opponent == "self" else make_bot(
             cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device)
         self.learner = make_learner(self.policy, cfg, env)
-        self.collector = make_collector(env, self.policy, self.opponent, self.learner, cfg)
+        self.collector = make_collector(env, self.policy, self.opponent, self.learner, cfg, shard)
         self.optimizer, self.parameters = self.learner.optimizer, self.learner.parameters
         if checkpoint is not None:
             saved, _ = load_policy(checkpoint, device=device, env_config=env.config)
@@ -72,7 +82,7 @@ class SoccerTrainer(Trainer):
         return self.learner.advantages(segment)
 
     def batch_scalars(self, segment: Segment, seconds: float, collect_seconds: float) -> dict[str, float]:
-        env_steps = self.cfg.env_steps_per_iteration
+        env_steps = self.cfg.env_steps_per_iteration  # of every rank together: a global rate
         scalars = {"charts/SPS": env_steps / seconds,
                    "charts/agent_SPS": env_steps * self.env.num_agents / seconds,
                    "charts/rollout_fraction": collect_seconds / seconds,
@@ -105,10 +115,15 @@ class SoccerTrainer(Trainer):
         write_policy(folder, self.policy, self.env.config, self.cfg.to_dict())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"learner": self.learner.state_dict(), "rollout": self.collector.state_dict()}
+        return {"learner": self.learner.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.learner.load_state_dict(state["learner"])
+
+    def rank_state_dict(self) -> dict[str, Any]:
+        return {"rollout": self.collector.state_dict()}
+
+    def load_rank_state_dict(self, state: dict[str, Any]) -> None:
         self.collector.load_state_dict(state["rollout"])
 
     def summary(self, global_step: int, elapsed: float) -> dict[str, Any]:

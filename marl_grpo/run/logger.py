@@ -7,24 +7,32 @@ from typing import Any
 
 
 class Logger:
-    """Writes scalars and text to a TensorBoard event file. Learners take one; they never import tensorboard."""
+    """Writes scalars and text to a TensorBoard event file. Learners take one; they never import tensorboard.
 
-    def __init__(self, run_dir: str | os.PathLike):
-        from torch.utils.tensorboard import SummaryWriter
+    A disabled logger (every rank but 0 of a distributed run) writes nothing and creates no file.
+    """
 
-        self.writer = SummaryWriter(str(run_dir))
+    def __init__(self, run_dir: str | os.PathLike, enabled: bool = True):
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir))
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
+        if self.writer is not None:
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
 
     def hyperparameters(self, params: dict[str, Any]) -> None:
         table = "\n".join(f"|{k}|{v}|" for k, v in params.items())
-        self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+        self.text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
 
     def text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, text)
+        if self.writer is not None:
+            self.writer.add_text(tag, text)
 
     def close(self) -> None:
-        self.writer.flush()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()

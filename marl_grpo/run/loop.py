@@ -5,8 +5,9 @@
 
 The loop owns what every run shares: the run folder and its guard against overwriting, resume,
 the iteration and time budget, the evaluation and checkpoint cadence, the reference-policy
-refresh and learning-rate schedule, TensorBoard logging, the progress bar and atomic checkpoint
-writing. A mode supplies a `Trainer` with only what differs. One iteration reads top to bottom:
+refresh and learning-rate schedule, TensorBoard logging, the progress bar, atomic checkpoint
+writing and, under torchrun, the ranks (`marl_grpo.run.distributed`). A mode supplies a
+`Trainer` with only what differs. One iteration reads top to bottom:
 
     batch = trainer.collect()                          # rollout / prompts, generation and rewards
     update_batch, stats = trainer.advantages(batch)    # GRPO groups, GAE, ...
@@ -25,7 +26,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from tqdm import tqdm
 
-from marl_grpo.envs.backend import resolve_device
+from marl_grpo.run import distributed
 from marl_grpo.run.checkpoint import atomic_directory, load_trainer_state
 from marl_grpo.run.config import RunConfig
 from marl_grpo.run.files import CHECKPOINT_DIR, STATE_FILE
@@ -36,9 +37,10 @@ from marl_grpo.run.update import UpdateBatch, policy_update
 class Trainer:
     """What a training mode supplies to `run_training`.
 
-    Built by the loop as `Trainer(cfg, device, checkpoint)`, where `checkpoint` is the folder to
-    resume from (None for a fresh run): the trainer loads its weights from there, the loop then
-    restores `load_state_dict` and the counters.
+    Built by the loop as `Trainer(cfg, device, checkpoint, shard)`, where `checkpoint` is the
+    folder to resume from (None for a fresh run; the trainer loads its weights from there, the loop
+    then restores the states and the counters) and `shard` this process's rank (it plays its
+    share of the global batch: `shard.split(cfg.num_envs, "num_envs")`).
     """
 
     evaluate_first: ClassVar[bool] = False
@@ -53,7 +55,7 @@ class Trainer:
     update_generator: torch.Generator | None = None
     """random stream of the minibatch order (None: torch's global stream, saved by the loop)"""
 
-    def __init__(self, cfg: RunConfig, device: torch.device, checkpoint: Path | None):
+    def __init__(self, cfg: RunConfig, device: torch.device, checkpoint: Path | None, shard: distributed.Shard):
         raise NotImplementedError
 
     @property
@@ -102,10 +104,17 @@ class Trainer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything exact resume needs beyond the weights and torch's global random stream."""
+        """What exact resume needs beyond the weights, the same on every rank (optimiser, reference)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def rank_state_dict(self) -> dict[str, Any]:
+        """What exact resume needs of this rank alone (its matches, its random streams)."""
+        return {}
+
+    def load_rank_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
     def summary(self, global_step: int, elapsed: float) -> dict[str, Any]:
@@ -124,14 +133,34 @@ def peak_memory_mb(device: torch.device) -> float:
 def run_training(trainer_cls: Callable[..., Trainer], cfg: RunConfig,
                  on_iteration: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run (or, with `cfg.resume`, continue) a training run; returns the last evaluation, the
-    counters, timings and the trainer's summary.
+    counters, timings and the trainer's summary (on rank 0; on other ranks, their own view).
 
     `on_iteration(global_step)` is called after every iteration (`marl-grpo compare` uses it for
     its progress display).
     """
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    shard, device, created = distributed.setup(cfg.device)
+    try:
+        return _run(trainer_cls, cfg, on_iteration, shard, device)
+    finally:
+        distributed.teardown(created)
+
+
+def _load_state(ckpt_dir: Path, shard: distributed.Shard) -> dict[str, Any]:
+    state = load_trainer_state(ckpt_dir)
+    if "ranks" not in state:
+        raise ValueError(f"{str(ckpt_dir / STATE_FILE)!r} was written by marl-grpo 0.1 before the shared run "
+                         "engine: its policy still loads for eval and watch, but the run cannot be resumed")
+    if len(state["ranks"]) != shard.world_size:
+        raise ValueError(f"{str(ckpt_dir)!r} was written by {len(state['ranks'])} process(es) and this run has "
+                         f"{shard.world_size}: resume with the same number of processes (each rank continues "
+                         "its own matches and random streams)")
+    return state
+
+
+def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Callable[[int], None] | None,
+         shard: distributed.Shard, device: torch.device) -> dict[str, Any]:
     run_dir = Path(cfg.log_dir) / cfg.name
     ckpt_dir = run_dir / CHECKPOINT_DIR
     if not cfg.resume and ckpt_dir.exists():
@@ -140,18 +169,20 @@ def run_training(trainer_cls: Callable[..., Trainer], cfg: RunConfig,
     if cfg.resume and not ckpt_dir.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {str(ckpt_dir)!r} to continue from")
 
-    trainer = trainer_cls(cfg, device, ckpt_dir if cfg.resume else None)
+    trainer = trainer_cls(cfg, device, ckpt_dir if cfg.resume else None, shard)
+    distributed.broadcast_parameters(trainer.parameters)  # every rank starts from rank 0's weights
     total, per_iteration = trainer.num_iterations, trainer.steps_per_iteration
     iteration, elapsed, wall_before = 0, 0.0, 0.0
     if cfg.resume:
-        state = load_trainer_state(ckpt_dir)
+        state = _load_state(ckpt_dir, shard)
         trainer.load_state_dict(state["trainer"])
+        trainer.load_rank_state_dict(state["ranks"][shard.rank]["trainer"])
         iteration, elapsed, wall_before = state["iteration"], state["elapsed"], state["wall_time"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["ranks"][shard.rank]["torch_rng"])
 
-    logger = Logger(run_dir)
-    if not cfg.resume:
-        logger.hyperparameters(trainer.hyperparameters())
+    logger = Logger(run_dir, enabled=shard.is_main)
+    if not cfg.resume and shard.is_main:
+        logger.hyperparameters({**trainer.hyperparameters(), "world_size": shard.world_size})
         for tag, text in trainer.texts().items():
             logger.text(tag, text)
     history: dict[str, list[float]] = {tag: [] for tag in trainer.history_tags}
@@ -162,8 +193,8 @@ def run_training(trainer_cls: Callable[..., Trainer], cfg: RunConfig,
     def wall_time() -> float:
         return wall_before + time.perf_counter() - wall_start
 
-    bar = tqdm(range(iteration, total), initial=iteration, total=total, disable=not cfg.progress, desc=cfg.name,
-               unit="it")
+    bar = tqdm(range(iteration, total), initial=iteration, total=total,
+               disable=not (cfg.progress and shard.is_main), desc=cfg.name, unit="it")
     try:
         for iteration in bar:
             start = time.perf_counter()
@@ -186,25 +217,30 @@ def run_training(trainer_cls: Callable[..., Trainer], cfg: RunConfig,
 
             # log
             step = (iteration + 1) * per_iteration
-            scalars |= trainer.batch_scalars(batch, seconds, collect_seconds)
+            scalars = distributed.mean_scalars(scalars | trainer.batch_scalars(batch, seconds, collect_seconds))
             logger.scalars(scalars, step)
             for tag, values in history.items():
                 values.append(scalars[tag])
 
-            done = iteration + 1 == total or (cfg.max_minutes > 0 and wall_time() >= 60 * cfg.max_minutes)
-            if (cfg.eval_every and (iteration + 1) % cfg.eval_every == 0) or done or (
-                    trainer.evaluate_first and iteration == 0):
+            # rank 0's clock decides when the time budget is spent, for every rank
+            done = distributed.broadcast(
+                iteration + 1 == total or (cfg.max_minutes > 0 and wall_time() >= 60 * cfg.max_minutes))
+            if shard.is_main and ((cfg.eval_every and (iteration + 1) % cfg.eval_every == 0) or done or (
+                    trainer.evaluate_first and iteration == 0)):
                 last_eval = {**trainer.evaluate(), "eval/wall_time": wall_time()}
                 logger.scalars(last_eval, step)
             if (cfg.save_every and (iteration + 1) % cfg.save_every == 0) or done:
-                with atomic_directory(ckpt_dir) as tmp:
-                    trainer.write_checkpoint(tmp)
-                    torch.save({"iteration": iteration + 1, "global_step": step, "elapsed": elapsed,
-                                "wall_time": wall_time(), "torch_rng": torch.get_rng_state(),
-                                "trainer": trainer.state_dict()}, tmp / STATE_FILE)
+                ranks = distributed.all_gather(distributed.to_cpu(
+                    {"torch_rng": torch.get_rng_state(), "trainer": trainer.rank_state_dict()}))
+                if shard.is_main:
+                    with atomic_directory(ckpt_dir) as tmp:
+                        trainer.write_checkpoint(tmp)
+                        torch.save({"iteration": iteration + 1, "global_step": step, "elapsed": elapsed,
+                                    "wall_time": wall_time(), "trainer": trainer.state_dict(), "ranks": ranks},
+                                   tmp / STATE_FILE)
             bar.set_postfix(trainer.progress(scalars, last_eval))
             completed = iteration + 1
-            if on_iteration is not None:
+            if on_iteration is not None and shard.is_main:
                 on_iteration(step)
             if done:
                 break
@@ -215,4 +251,4 @@ def run_training(trainer_cls: Callable[..., Trainer], cfg: RunConfig,
     global_step = completed * per_iteration
     return {"eval": last_eval, "iteration": completed, "global_step": global_step, "elapsed": elapsed,
             "run_dir": str(run_dir), "wall_time": wall_time(), "peak_memory_mb": memory, "history": history,
-            **trainer.summary(global_step, elapsed)}
+            "world_size": shard.world_size, **trainer.summary(global_step, elapsed)}

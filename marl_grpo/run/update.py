@@ -11,7 +11,8 @@ at most T tokens, see `marl_grpo` for the shape letters) and call `policy_update
             loss += -ent_coef * mean entropy + batch.aux_loss(rows)   # PPO: its value loss
             backward, clip_grad_norm, optimizer step
 
-Stats are summed on the device and read back once, at the end (one host sync per update).
+Stats are summed on the device and read back once, at the end (one host sync per update). Under
+torchrun the gradients are averaged over ranks before clipping (`marl_grpo.run.distributed`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Callable
 import torch
 
 from marl_grpo.losses import policy_loss
+from marl_grpo.run import distributed
 from marl_grpo.run.config import RunConfig
 
 LOSS_TAGS = {"policy_loss": "losses/policy_loss", "entropy": "losses/entropy", "approx_kl": "losses/approx_kl",
@@ -66,6 +68,16 @@ class UpdateBatch:
     """standardise the advantages of each minibatch (PPO's option, CleanRL)"""
 
 
+def _normalize(adv: torch.Tensor) -> torch.Tensor:
+    """Standardise with the minibatch's mean and (unbiased) std, over every rank's minibatch."""
+    moments = distributed.all_reduce_sum(
+        torch.stack([adv.new_tensor(float(adv.numel())), adv.sum(), (adv * adv).sum()]).double())
+    count, total, squares = moments
+    mean = total / count
+    var = (squares - count * mean * mean) / (count - 1).clamp(min=1)
+    return (adv - mean.to(adv.dtype)) / (var.clamp(min=0).sqrt().to(adv.dtype) + 1e-8)
+
+
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None:
         return x.mean()
@@ -92,7 +104,7 @@ def policy_update(batch: UpdateBatch, optimizer: torch.optim.Optimizer, paramete
             logp, entropy = batch.log_probs(rows)
             adv = batch.advantages[rows]
             if batch.normalize_advantages:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                adv = _normalize(adv)
             mask = None if batch.mask is None else batch.mask[rows]
             loss, stats = policy_loss(
                 logp, logp.detach() if batch.old_logp is None else batch.old_logp[rows], adv, mask,
@@ -109,6 +121,7 @@ def policy_update(batch: UpdateBatch, optimizer: torch.optim.Optimizer, paramete
                 stats = {**stats, **aux_stats}
             optimizer.zero_grad(set_to_none=True)
             total.backward()
+            distributed.average_gradients(parameters)  # under torchrun: the mean over ranks
             grad_norm = torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
             optimizer.step()
             stats = {**stats, "entropy": entropy_mean.detach(), "grad_norm": grad_norm, "loss": total.detach()}

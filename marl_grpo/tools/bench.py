@@ -14,7 +14,7 @@ import importlib.util
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -176,7 +176,7 @@ class TrainBenchConfig:
 
     iterations: int = 5
     """timed iterations (after one warm-up iteration)"""
-    train: Annotated[TrainConfig, tyro.conf.arg(prefix_name=False)] = field(default_factory=_bench_train_config)
+    train: tyro.conf.OmitArgPrefixes[TrainConfig] = field(default_factory=_bench_train_config)
     """the training settings (default: 1 epoch, CPU)"""
 
     def validate(self) -> None:

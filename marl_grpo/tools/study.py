@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Annotated
+
 
 import tyro
 
@@ -31,7 +31,7 @@ class GroupModeStudy:
     """matches of the final evaluation against the team bot"""
     prefix: str = "modes"
     """run-name prefix"""
-    train: Annotated[TrainConfig, tyro.conf.arg(prefix_name=False)] = field(default_factory=lambda: TrainConfig(
+    train: tyro.conf.OmitArgPrefixes[TrainConfig] = field(default_factory=lambda: TrainConfig(
         total_env_steps=6_000_000, eval_every=0, save_every=0, progress=False))
     """the settings every run shares (group_mode, supervision and name are set per run)"""
 
