@@ -403,6 +403,11 @@ class SoccerPolicy(nn.Module):
         obs `[..., D]`, actions int64 `[...]` (the same leading shape).
         """
         actions = torch.as_tensor(actions, device=self.device)
+        if actions.dtype.is_floating_point or actions.dtype == torch.bool:
+            raise TypeError(f"actions must be integer action indices, got dtype {actions.dtype}")
+        # checked on the device, without waiting for it (no host sync on the update's hot path)
+        torch._assert_async(((actions >= 0) & (actions < NUM_ACTIONS)).all(),
+                            f"actions must lie in [0, {NUM_ACTIONS - 1}] (Discrete({NUM_ACTIONS}))")
         return logp_entropy(self(obs), actions)
 
     # ------------------------------------------------------------------ checkpoints

@@ -117,6 +117,11 @@ class SoccerConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name}={value!r} is invalid: expected None (automatic) or > 0")
+        for name in ("reward_goal", "reward_ball_touch", "reward_ball_progress", "reward_shot_on_target",
+                     "reward_dist_to_ball"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}={value!r} is invalid: expected a finite number")
         if self.goal_half_width_ >= self.half_width_:
             raise ValueError(f"goal_half_width={self.goal_half_width_} must be smaller than half_width={self.half_width_}")
 

@@ -73,11 +73,15 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise KeyError(f"no action given for agent(s) {missing}")
+        extra = [a for a in actions if a not in self.agents]
+        if extra:
+            raise KeyError(f"actions given for agent(s) {extra} that are not in the match: expected {self.agents}")
         values = []
         for agent in self.agents:
             action = actions[agent]
-            if not (isinstance(action, (int, np.integer)) or (isinstance(action, np.ndarray) and action.shape == ()
-                                                               and np.issubdtype(action.dtype, np.integer))):
+            if isinstance(action, (bool, np.bool_)) or not (
+                    isinstance(action, (int, np.integer))
+                    or (isinstance(action, np.ndarray) and action.shape == () and np.issubdtype(action.dtype, np.integer))):
                 raise TypeError(f"action for {agent!r} must be an int in [0, {NUM_ACTIONS - 1}], got {action!r}")
             if not 0 <= int(action) < NUM_ACTIONS:
                 raise ValueError(

@@ -110,7 +110,7 @@ class SoccerVecEnv:
         src = torch.as_tensor(src_idx, device=self.device).reshape(-1)
         if src.dtype.is_floating_point or src.dtype == torch.bool:
             raise TypeError(f"src_idx must hold integer match indices, got dtype {src.dtype}")
-        if not isinstance(group_size, int) or group_size < 1:
+        if isinstance(group_size, (bool, np.bool_)) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
             raise ValueError(f"group_size={group_size!r} is invalid: expected an int >= 1")
         if src.numel() * group_size != self.num_envs:
             raise ValueError(
@@ -119,7 +119,7 @@ class SoccerVecEnv:
             )
         if src.numel() and (int(src.min()) < 0 or int(src.max()) >= self.num_envs):
             raise ValueError(f"src_idx must lie in [0, {self.num_envs - 1}], got {src.tolist()}")
-        index = src.long().repeat_interleave(group_size)
+        index = src.long().repeat_interleave(int(group_size))
         self.engine.take(index)
         self._episode_return = self._episode_return[index]
         return self.engine.observe()

@@ -18,6 +18,7 @@ import torch
 
 __all__ = [
     "SCALES",
+    "episode_returns",
     "gae",
     "group_advantages",
     "group_stats",
@@ -246,6 +247,31 @@ def returns_to_go(
         running = rewards[t] + discount[t] * running
         out[t] = running
     return out
+
+
+def episode_returns(rewards: torch.Tensor, dones: torch.Tensor | None = None) -> torch.Tensor:
+    """The undiscounted return of the episode each step belongs to, within the segment.
+
+    Outcome supervision (DeepSeekMath, Shao et al. 2024, sec. 4.1.2) gives every token of an
+    output the reward of that whole output. When an episode ends inside a segment, the steps
+    before the end and after it belong to two episodes, and each step gets its own episode's
+    return ``sum_{t' in episode(t)} r_t'`` (the segment's edges cut the first and last episode).
+
+    Args:
+        rewards: ``[T, *]`` reward of each step.
+        dones: ``[T, *]`` optional, as in :func:`returns_to_go`.
+
+    Returns:
+        ``[T, *]`` detached; without dones, every row is the segment's total return.
+    """
+    future = returns_to_go(rewards, gamma=1.0, dones=dones)  # [T, *], reset after every episode end
+    if dones is None:
+        return future[:1].expand_as(future).clone()
+    steps = torch.arange(future.shape[0], device=future.device).view(-1, *([1] * (future.dim() - 1)))
+    ended_before = torch.zeros_like(future, dtype=torch.long)
+    ended_before[1:] = torch.where(dones[:-1].bool(), steps[1:].expand_as(future[1:]), 0)
+    start = ended_before.cummax(0).values  # the first step of each step's episode
+    return future.gather(0, start)
 
 
 def process_group_advantages(

@@ -10,6 +10,7 @@
     marl-grpo bench env [--threads 2] ...                           environment throughput
     marl-grpo bench train [--algo grpo|ppo] ...                     GRPO / PPO loop throughput and update cost
     marl-grpo study [--total-env-steps N] ...                       GRPO group modes side by side
+    marl-grpo soak [--minutes 30] [--tolerance-mb 64]               train and watch memory for growth
 
 `python -m marl_grpo ...` is the same command.
 
@@ -30,7 +31,7 @@ def _checked(command: str, fn: Callable[[Any], Any], cfg: Any) -> Any:
     """Run `fn(cfg)`, turning a bad-input error into a one-line `SystemExit` naming the command."""
     try:
         return fn(cfg)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as err:
         raise SystemExit(f"{command}: {err}") from None
 
 
@@ -41,7 +42,8 @@ def _train(argv: list[str]) -> None:
     result = _checked("marl-grpo train", train, cfg)
     if not shard_from_env().is_main:
         return
-    print(f"done: {result['global_step']} env steps in {result['elapsed']:.0f} s; last evaluation: {result['eval']}")
+    print(f"done: {result['global_step']} env steps in {result['elapsed']:.0f} s "
+          f"(peak memory {result['peak_memory_mb']:.0f} MB); last evaluation: {result['eval']}")
     print(f"TensorBoard logs and checkpoint in {result['run_dir']}  (tensorboard --logdir {Path(result['run_dir']).parent})")
 
 
@@ -58,7 +60,8 @@ def _llm(argv: list[str]) -> None:
         return
     history = result["history"]["llm/answer_reward"]
     if history:
-        print(f"done: {result['iteration']} iterations in {result['wall_time']:.0f} s; answer reward "
+        print(f"done: {result['iteration']} iterations in {result['wall_time']:.0f} s "
+              f"(peak memory {result['peak_memory_mb']:.0f} MB); answer reward "
               f"{history[0]:.3f} -> {history[-1]:.3f} (chance {result['history']['llm/reward_chance'][-1]:.3f}); "
               f"last evaluation: {result['eval']}")
     else:
@@ -72,6 +75,8 @@ def _compare(argv: list[str]) -> None:
     cfg = parse_with_preset(argv, COMPARE_PRESETS, "2v2", "marl-grpo compare",
                             "GRPO against the PPO-with-critic baseline over several seeds, same budget.")
     summary = _checked("marl-grpo compare", run_compare, cfg)
+    if cfg.dry_run:
+        return
     root = Path(cfg.train.log_dir) / f"compare-{cfg.name}"
     print((root / "compare.md").read_text())
     print(f"plot: {root / 'compare.png'}; curves: tensorboard --logdir {root}")
@@ -83,6 +88,12 @@ def _study(argv: list[str]) -> None:
     from marl_grpo.tools.study import GroupModeStudy, run_study
 
     _checked("marl-grpo study", run_study, parse_config(GroupModeStudy, argv, "marl-grpo study"))
+
+
+def _soak(argv: list[str]) -> None:
+    from marl_grpo.tools.soak import SoakConfig, run_soak
+
+    _checked("marl-grpo soak", run_soak, parse_config(SoakConfig, argv, "marl-grpo soak"))
 
 
 def _eval(argv: list[str]) -> None:
@@ -123,6 +134,7 @@ COMMANDS: dict[str, Callable[[list[str]], None] | dict[str, Callable[[list[str]]
     "watch": _watch,
     "demo": _demo,
     "study": _study,
+    "soak": _soak,
     "bench": {"env": _bench_env, "train": _bench_train},
 }
 

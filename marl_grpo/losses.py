@@ -240,6 +240,9 @@ def policy_loss(
     if logp.dim() != 2:
         raise ValueError(f"logp must have shape [S, T], got {list(logp.shape)}")
     num_seqs, num_tokens = logp.shape
+    if num_seqs == 0 or num_tokens == 0:
+        raise ValueError(f"policy_loss needs at least one sequence of at least one token, got logp of shape "
+                         f"{list(logp.shape)}")
     _check_shape("old_logp", old_logp, (num_seqs, num_tokens), "[S, T] like logp")
     if tuple(advantages.shape) not in ((num_seqs,), (num_seqs, num_tokens)):
         raise ValueError(

@@ -20,16 +20,17 @@ from marl_grpo.envs import NUM_ACTIONS, SoccerConfig, SoccerVecEnv
 NUM_MATCHES = 200
 
 
-def play(blue: str, red: str, num_envs: int = NUM_MATCHES, blue_strength: float = 1.0,
+def play(blue: str, red: str, device: str, num_envs: int = NUM_MATCHES, blue_strength: float = 1.0,
          red_strength: float = 1.0, seed: int = 0, **kwargs):
-    """Play one full match in each of `num_envs` envs; returns the final scores [B, 2] (blue, red).
+    """Play one full match in each of `num_envs` envs on `device`; returns the final scores [B, 2]
+    (blue, red).
 
     Also checks every action the bots take: shape [B, N], int64, within the action space.
     """
-    env = SoccerVecEnv(num_envs=num_envs, device="cpu", **kwargs)
+    env = SoccerVecEnv(num_envs=num_envs, device=device, **kwargs)
     config = env.config
-    blue_bot = make_bot(blue, config, strength=blue_strength, seed=seed + 1)
-    red_bot = make_bot(red, config, strength=red_strength, seed=seed + 2)
+    blue_bot = make_bot(blue, config, strength=blue_strength, seed=seed + 1, device=device)
+    red_bot = make_bot(red, config, strength=red_strength, seed=seed + 2, device=device)
     n_blue = config.n_blue
     obs = env.reset(seed=seed)
     for _ in range(config.max_cycles):
@@ -113,9 +114,9 @@ def test_obs_of_the_wrong_width_raises():
 
 @pytest.mark.parametrize("name", BOT_NAMES)
 @pytest.mark.parametrize("sizes", [(1, 1), (2, 2), (2, 3), (5, 5), (11, 11)])
-def test_actions_have_the_shape_of_the_obs_and_lie_in_the_action_space(name, sizes):
-    env = SoccerVecEnv(num_envs=8, device="cpu", blue_size=sizes[0], red_size=sizes[1])
-    bot = make_bot(name, env.config, strength=0.5)
+def test_actions_have_the_shape_of_the_obs_and_lie_in_the_action_space(name, sizes, device):
+    env = SoccerVecEnv(num_envs=8, device=device, blue_size=sizes[0], red_size=sizes[1])
+    bot = make_bot(name, env.config, strength=0.5, device=device)
     obs = env.reset(seed=3)
     for _ in range(20):
         actions = bot.act(obs)
@@ -126,16 +127,16 @@ def test_actions_have_the_shape_of_the_obs_and_lie_in_the_action_space(name, siz
     assert bot.act(obs[0]).shape == (sum(sizes),)
 
 
-def test_obs_view_reads_positions_in_each_agents_mirrored_frame():
-    env = SoccerVecEnv(num_envs=3, device="cpu", blue_size=2, red_size=3)
+def test_obs_view_reads_positions_in_each_agents_mirrored_frame(device):
+    env = SoccerVecEnv(num_envs=3, device=device, blue_size=2, red_size=3)
     obs = env.reset(seed=1)
     for _ in range(25):  # get things moving
-        obs, *_ = env.step(TeamBot(env.config).act(obs))
+        obs, *_ = env.step(TeamBot(env.config, device=device).act(obs))
     config, N = env.config, env.config.num_agents
     state = env.state()  # world frame, in half lengths: x [N], y [N], vx, vy, ball x, y, ...
     world = torch.stack([state[:, :N], state[:, N:2 * N]], -1)  # [B, N, 2]
     ball = state[:, 4 * N:4 * N + 2]
-    sign = torch.tensor([1.0] * config.n_blue + [-1.0] * config.n_red)[None, :, None]
+    sign = torch.tensor([1.0] * config.n_blue + [-1.0] * config.n_red, device=device)[None, :, None]
     view = ObsView.parse(obs, config)
     torch.testing.assert_close(view.pos, world * sign, atol=1e-5, rtol=0)
     torch.testing.assert_close(view.ball, ball[:, None, :] * sign, atol=1e-5, rtol=0)
@@ -149,11 +150,11 @@ def test_obs_view_reads_positions_in_each_agents_mirrored_frame():
 # --------------------------------------------------------------------------- determinism and noise
 @pytest.mark.parametrize("name", BOT_NAMES)
 @pytest.mark.parametrize("strength", [1.0, 0.4])
-def test_a_fixed_seed_gives_the_same_actions(name, strength):
-    env = SoccerVecEnv(num_envs=16, device="cpu", team_size=3)
+def test_a_fixed_seed_gives_the_same_actions(name, strength, device):
+    env = SoccerVecEnv(num_envs=16, device=device, team_size=3)
 
     def rollout(seed):
-        bot = make_bot(name, env.config, strength=strength, seed=seed)
+        bot = make_bot(name, env.config, strength=strength, seed=seed, device=device)
         obs = env.reset(seed=5)
         taken = []
         for _ in range(40):
@@ -170,24 +171,26 @@ def test_a_fixed_seed_gives_the_same_actions(name, strength):
         assert torch.equal(first, rollout(seed=12))
 
 
-def test_bots_draw_from_their_own_generator_not_the_global_one():
-    obs = SoccerVecEnv(num_envs=4, device="cpu").reset(seed=0)
-    bot_a, bot_b = RandomBot(SoccerConfig(), seed=3), RandomBot(SoccerConfig(), seed=3)
+def test_bots_draw_from_their_own_generator_not_the_global_one(device):
+    obs = SoccerVecEnv(num_envs=4, device=device).reset(seed=0)
+    bot_a, bot_b = RandomBot(SoccerConfig(), seed=3, device=device), RandomBot(SoccerConfig(), seed=3, device=device)
     torch.manual_seed(0)
     first = bot_a.act(obs)
     torch.manual_seed(123)
     assert torch.equal(first, bot_b.act(obs))
 
 
-def test_strength_sets_the_share_of_random_and_repeated_actions():
+def test_strength_sets_the_share_of_random_and_repeated_actions(device):
     """With strength s, about (1 - s) / 2 of the actions are random and (1 - s) / 2 repeats."""
     config = SoccerConfig(team_size=2)
-    env = SoccerVecEnv(num_envs=500, device="cpu", team_size=2)
+    env = SoccerVecEnv(num_envs=500, device=device, team_size=2)
     obs = env.reset(seed=0)
     for _ in range(30):
         obs, *_ = env.step(TeamBot(config).act(obs))
     best = TeamBot(config).act(obs)
     for strength in (0.0, 0.5):
+        # the bot's draws stay on its CPU generator (actions come back on the observations' device):
+        # the same draws on every device, as the bounds below are only ~2.5 standard errors wide
         bot = TeamBot(config, strength=strength, seed=1)
         bot.previous = torch.full_like(best, 9)  # kick: what TeamBot picks here only by chance
         actions = bot.act(obs)
@@ -206,36 +209,36 @@ def test_strength_sets_the_share_of_random_and_repeated_actions():
 
 
 # --------------------------------------------------------------------------- play: 200 matches each
-def test_team_bot_beats_random_and_scores_goals():
-    score = play("team", "random", team_size=2)
+def test_team_bot_beats_random_and_scores_goals(device):
+    score = play("team", "random", device, team_size=2)
     wins, losses, _ = outcome(score)
     assert wins >= 0.9 * NUM_MATCHES, (wins, losses)
     assert score[:, 0].float().mean() >= 4.0  # goals per match for TeamBot
     assert score[:, 1].float().mean() <= 0.3
 
 
-def test_chaser_against_itself_is_even():
-    wins, losses, _ = outcome(play("chaser", "chaser", team_size=2))
+def test_chaser_against_itself_is_even(device):
+    wins, losses, _ = outcome(play("chaser", "chaser", device, team_size=2))
     decided = wins + losses
     assert decided >= NUM_MATCHES // 2
     assert 0.35 <= wins / decided <= 0.65, (wins, losses)
 
 
-def test_team_bot_beats_chaser():
-    wins, losses, _ = outcome(play("team", "chaser", team_size=2))
+def test_team_bot_beats_chaser(device):
+    wins, losses, _ = outcome(play("team", "chaser", device, team_size=2))
     assert wins >= 2 * losses, (wins, losses)
 
 
-def test_full_strength_beats_zero_strength():
-    wins, losses, _ = outcome(play("team", "team", blue_strength=1.0, red_strength=0.0, team_size=2))
+def test_full_strength_beats_zero_strength(device):
+    wins, losses, _ = outcome(play("team", "team", device, blue_strength=1.0, red_strength=0.0, team_size=2))
     assert wins >= 0.9 * NUM_MATCHES and losses <= 0.02 * NUM_MATCHES, (wins, losses)
 
 
 @pytest.mark.parametrize(
     "sizes", [{"team_size": 1}, {"team_size": 5}, {"blue_size": 2, "red_size": 3}, {"blue_size": 3, "red_size": 2}]
 )
-def test_team_bot_beats_random_at_other_team_sizes(sizes):
-    score = play("team", "random", num_envs=50, **sizes)
+def test_team_bot_beats_random_at_other_team_sizes(sizes, device):
+    score = play("team", "random", device, num_envs=50, **sizes)
     wins, losses, _ = outcome(score)
     assert wins >= 45 and losses == 0, (wins, losses)
     assert math.isfinite(score.float().mean().item())

@@ -1,6 +1,7 @@
 """`marl-grpo compare` end to end on a tiny budget, and the statistics of its report."""
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from marl_grpo.cli import main
+from marl_grpo.rl import PRESETS
+from marl_grpo.run.presets import parse_with_preset
 from marl_grpo.tools.compare import CompareConfig, compare_preset, mean_ci, run_configs
 
 
@@ -62,7 +65,7 @@ def test_compare_end_to_end(tmp_path, capsys):
             assert [e.step for e in acc.Scalars("eval/win_rate")] == [256, 384]  # eval_every 2, 3 iterations
             finals.setdefault(algo, []).append(acc.Scalars("eval/win_rate")[-1].value)
             result = json.loads((run / "result.json").read_text())
-            assert result["global_step"] == 384 and result["seed"] == seed and result["peak_memory_mb"] > 10
+            assert result["global_step"] == 384 and result["config"]["seed"] == seed and result["peak_memory_mb"] > 10
 
     image = Image.open(root / "compare.png")
     assert image.size[0] > 1000 and len(np.unique(np.asarray(image.convert("L")))) > 10  # drawn, not blank
@@ -84,3 +87,18 @@ def test_compare_end_to_end(tmp_path, capsys):
     assert json.loads((root / "compare.json").read_text()) == summary
     main(["compare", "--preset", "tiny", "--train.log-dir", str(tmp_path), "--report-only"])
     assert json.loads((root / "compare.json").read_text()) == summary
+
+
+def test_dry_run_prints_one_train_command_per_run(tmp_path, capsys):
+    main(["compare", "--preset", "tiny", "--train.log-dir", str(tmp_path), "--dry-run",
+          "--algo-args.ppo=--critic decentralized --clip-eps-high 0.3"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    cfg = compare_preset("tiny")
+    cfg.train.log_dir = str(tmp_path)
+    cfg.algo_args["ppo"] = "--critic decentralized --clip-eps-high 0.3"
+    runs = run_configs(cfg)
+    assert len(lines) == len(runs) == 4 and not (tmp_path / "compare-tiny").exists()  # nothing ran
+    for line, run in zip(lines, runs):
+        args = shlex.split(line)
+        assert args[:2] == ["marl-grpo", "train"]
+        assert parse_with_preset(args[2:], PRESETS, "2v2", "marl-grpo train", "") == run  # the same run

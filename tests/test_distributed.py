@@ -55,7 +55,8 @@ def test_ranks_agree_and_only_rank_0_writes(tmp_path):
     files = sorted(p.relative_to(runs).as_posix() for p in runs.rglob("*") if p.is_file())
     assert len([f for f in files if "tfevents" in f]) == 1, files
     assert sorted(f for f in files if "tfevents" not in f) == [
-        "tiny/checkpoint/config.json", "tiny/checkpoint/policy.safetensors", "tiny/checkpoint/trainer_state.pt"]
+        "tiny/checkpoint/COMPLETE", "tiny/checkpoint/config.json", "tiny/checkpoint/policy.safetensors",
+        "tiny/checkpoint/trainer_state.pt"]
     state = torch.load(runs / "tiny" / CHECKPOINT_DIR / "trainer_state.pt", weights_only=False)
     assert len(state["ranks"]) == 2  # every rank's matches and random streams
     envs = [s["trainer"]["rollout"]["env"]["x"] for s in state["ranks"]]  # [N, B] player positions

@@ -13,18 +13,20 @@ from marl_grpo.rl.rollout import Collector, Segment
 from marl_grpo.run.update import policy_update
 
 
-def _segment(T=3, B=4, C=2, seed=0) -> Segment:
+def _segment(device: str, T=3, B=4, C=2, seed=0) -> Segment:
     g = torch.Generator().manual_seed(seed)
-    return Segment(obs=torch.zeros(T, B, C, 35), actions=torch.zeros(T, B, C, dtype=torch.long),
-                   logp=torch.zeros(T, B, C), rewards=torch.randn(T, B, C, generator=g),
-                   dones=torch.zeros(T, B, dtype=torch.bool), team=torch.zeros(C, dtype=torch.long),
-                   episode_returns=[], episode_results=[], agents=torch.arange(C),
-                   next_obs=torch.zeros(B, C, 35))
+    segment = Segment(obs=torch.zeros(T, B, C, 35), actions=torch.zeros(T, B, C, dtype=torch.long),
+                      logp=torch.zeros(T, B, C), rewards=torch.randn(T, B, C, generator=g),
+                      dones=torch.zeros(T, B, dtype=torch.bool), team=torch.zeros(C, dtype=torch.long),
+                      episode_returns=[], episode_results=[], agents=torch.arange(C),
+                      next_obs=torch.zeros(B, C, 35))
+    # drawn on the CPU (the same rewards on every device), then moved to the test device
+    return Segment(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(segment).items()})
 
 
-def _learner(**overrides) -> GRPOLearner:
+def _learner(device: str, **overrides) -> GRPOLearner:
     cfg = dataclasses.replace(TrainConfig(), num_envs=4, group_size=2, **overrides)
-    policy = SoccerPolicy(35, hidden=8, device="cpu")
+    policy = SoccerPolicy(35, hidden=8, device=device)
     return GRPOLearner(policy, cfg, SoccerConfig(team_size=2))
 
 
@@ -35,16 +37,16 @@ def _learner(**overrides) -> GRPOLearner:
     ("branch+team", [0, 0, 0, 0, 2, 2, 2, 2]),     # every teammate in every copy
     ("team", [0, 0, 2, 2, 4, 4, 6, 6]),            # the teammates of one match
 ])
-def test_group_ids(mode, expected):
-    assert _learner(group_mode=mode).group_ids(_segment()).tolist() == expected
+def test_group_ids(mode, expected, device):
+    assert _learner(device, group_mode=mode).group_ids(_segment(device)).tolist() == expected
 
 
-def test_outcome_advantages_match_a_loop():
-    learner = _learner(group_mode="branch", supervision="outcome")
-    seg = _segment()
+def test_outcome_advantages_match_a_loop(device):
+    learner = _learner(device, group_mode="branch", supervision="outcome")
+    seg = _segment(device)
     batch, stats = learner.advantages(seg)
-    adv = batch.advantages.T  # [T, M]
-    returns = seg.rewards.reshape(3, 8).sum(0)
+    adv = batch.advantages.T.cpu()  # [T, M]
+    returns = seg.rewards.cpu().reshape(3, 8).sum(0)
     ids = learner.group_ids(seg).tolist()
     for m in range(8):
         members = torch.tensor([returns[k] for k in range(8) if ids[k] == ids[m]])
@@ -53,11 +55,11 @@ def test_outcome_advantages_match_a_loop():
     assert stats["grpo/group_size"] == 2.0
 
 
-def test_process_advantages_use_returns_to_go_per_step():
-    learner = _learner(group_mode="branch", supervision="process", gamma=0.5)
-    seg = _segment()
-    adv = learner.advantages(seg)[0].advantages.T
-    r = seg.rewards.reshape(3, 8)
+def test_process_advantages_use_returns_to_go_per_step(device):
+    learner = _learner(device, group_mode="branch", supervision="process", gamma=0.5)
+    seg = _segment(device)
+    adv = learner.advantages(seg)[0].advantages.T.cpu()
+    r = seg.rewards.cpu().reshape(3, 8)
     rtg = torch.stack([r[2] * 0.25 + r[1] * 0.5 + r[0], r[2] * 0.5 + r[1], r[2]])
     ids = learner.group_ids(seg).tolist()
     for t in range(3):
@@ -68,11 +70,11 @@ def test_process_advantages_use_returns_to_go_per_step():
 
 
 @pytest.mark.parametrize("opponent, kl_coef", [("team", 0.0), ("self", 0.1)])
-def test_one_real_iteration_changes_the_policy(opponent, kl_coef):
+def test_one_real_iteration_changes_the_policy(opponent, kl_coef, device):
     cfg = dataclasses.replace(preset("tiny"), opponent=opponent, kl_coef=kl_coef)
-    env = SoccerVecEnv(num_envs=cfg.num_envs, device="cpu", **cfg.env_kwargs())
-    policy = SoccerPolicy(env.config, hidden=16, device="cpu")
-    bot = None if opponent == "self" else make_bot(opponent, env.config)
+    env = SoccerVecEnv(num_envs=cfg.num_envs, device=device, **cfg.env_kwargs())
+    policy = SoccerPolicy(env.config, hidden=16, device=device)
+    bot = None if opponent == "self" else make_bot(opponent, env.config, device=device)
     learner = GRPOLearner(policy, cfg, env.config)
     learner.refresh_reference()
     collector = Collector(env, policy, bot, cfg.groups, seed=0)
@@ -81,12 +83,12 @@ def test_one_real_iteration_changes_the_policy(opponent, kl_coef):
     before = [p.clone() for p in policy.parameters()]
     batch, _ = learner.advantages(segment)
     with torch.no_grad():
-        logp_before = batch.log_probs(torch.arange(batch.num_units))[0]
+        logp_before = batch.log_probs(torch.arange(batch.num_units, device=device))[0]
     stats = policy_update(batch, learner.optimizer, learner.parameters, cfg)
     assert all(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
     # the step went uphill on the surrogate: actions with a positive advantage became more likely
     with torch.no_grad():
-        moved = batch.log_probs(torch.arange(batch.num_units))[0] - logp_before
+        moved = batch.log_probs(torch.arange(batch.num_units, device=device))[0] - logp_before
     assert float((moved * batch.advantages).sum()) > 0
     assert {"losses/policy_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac"} <= set(stats)
     assert ("losses/kl" in stats) == (kl_coef > 0)

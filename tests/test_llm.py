@@ -34,28 +34,30 @@ LLM_TAGS = {"llm/reward_mean", "llm/reward_std", "llm/frac_zero_std", "llm/inval
 
 
 @pytest.fixture(scope="module")
-def agent() -> LLMAgent:
-    return LLMAgent.tiny(seed=0, device="cpu", **TINY)
+def agent(device) -> LLMAgent:
+    return LLMAgent.tiny(seed=0, device=device, **TINY)
 
 
-def _states(team_sizes: tuple[int, int], steps: int, seed: int) -> tuple[SoccerVecEnv, torch.Tensor]:
+def _states(team_sizes: tuple[int, int], steps: int, seed: int, device: str) -> tuple[SoccerVecEnv, torch.Tensor]:
     """Observations [B * N, D] of bot matches after `steps` steps (chaser vs random: varied play)."""
-    env = SoccerVecEnv(num_envs=3, blue_size=team_sizes[0], red_size=team_sizes[1], device="cpu", max_cycles=60)
-    chaser, rand = make_bot("chaser", env.config, seed=seed), make_bot("random", env.config, seed=seed)
+    env = SoccerVecEnv(num_envs=3, blue_size=team_sizes[0], red_size=team_sizes[1], device=device, max_cycles=60)
+    chaser = make_bot("chaser", env.config, seed=seed, device=device)
+    rand = make_bot("random", env.config, seed=seed, device=device)
     obs = env.reset(seed=seed)
     for _ in range(steps):
-        actions = torch.where(torch.rand(obs.shape[:2]) < 0.5, chaser.act(obs), rand.act(obs))
+        actions = torch.where(torch.rand(obs.shape[:2], device=device) < 0.5, chaser.act(obs), rand.act(obs))
         obs = env.step(actions)[0]
     return env, obs.reshape(-1, obs.shape[-1])
 
 
 def _batch(agent: LLMAgent, prompts: list[str], completions: list[list[str]], group_size: int) -> Completions:
-    """A batch with hand-written completions (word lists; "<eos>" ends one), right-padded."""
+    """A batch with hand-written completions (word lists; "<eos>" ends one), right-padded, on the
+    agent's device."""
     tok = agent.tokenizer
-    enc = tok(prompts, return_tensors="pt", padding=True)
+    enc = tok(prompts, return_tensors="pt", padding=True).to(agent.device)
     width = max(len(c) for c in completions)
     ids = torch.tensor([[tok.convert_tokens_to_ids(w) for w in c] + [tok.pad_token_id] * (width - len(c))
-                        for c in completions])
+                        for c in completions], device=agent.device)
     mask = eos_mask(ids, agent.eos_token_id)
     return Completions(enc["input_ids"].repeat_interleave(group_size, 0),
                        enc["attention_mask"].repeat_interleave(group_size, 0), ids, mask, agent.decode(ids), group_size)
@@ -71,13 +73,13 @@ def _scalars(run_dir: Path) -> dict[str, list]:
 
 
 @pytest.mark.parametrize("team_sizes", [(1, 1), (2, 2), (3, 3), (1, 3), (3, 2)])
-def test_prompts_use_only_the_tiny_vocabulary(team_sizes):
+def test_prompts_use_only_the_tiny_vocabulary(team_sizes, device):
     tok = build_tiny_tokenizer()
     assert tok.unk_token_id == 3 and len(tok) == len(vocabulary()) + 4
     for word in ACTION_WORDS + DIRECTION_ANSWERS:  # every answer is a single token
         assert len(tok(word, add_special_tokens=False)["input_ids"]) == 1
     for steps in (0, 7, 45):
-        env, obs = _states(team_sizes, steps, seed=steps + sum(team_sizes))
+        env, obs = _states(team_sizes, steps, seed=steps + sum(team_sizes), device=device)
         prompts = render_soccer(obs, env.config) + render_direction(obs, env.config)[0]
         for prompt in prompts:
             ids = tok(prompt)["input_ids"]
@@ -96,8 +98,8 @@ def test_prompts_use_only_the_tiny_vocabulary(team_sizes):
                 team_sizes[1] if "blue" in prompt.split(" . ")[0] else team_sizes[0])
 
 
-def test_direction_answer_matches_the_rounded_offset():
-    env, obs = _states((2, 2), 20, seed=3)
+def test_direction_answer_matches_the_rounded_offset(device):
+    env, obs = _states((2, 2), 20, seed=3, device=device)
     prompts, answers = render_direction(obs, env.config)
     for prompt, answer in zip(prompts, answers):
         dx, dy = (int(v) for v in re.search(r"x (-?\d+) y (-?\d+) from you", prompt).groups())
@@ -117,8 +119,8 @@ def test_parser_is_strict():
 # --------------------------------------------------------------------------- rewards
 
 
-def test_invalid_answers_are_penalised():
-    task = DirectionTask(num_prompts=2, group_size=3, stride=3, env_kwargs={"team_size": 1}, seed=0)
+def test_invalid_answers_are_penalised(device):
+    task = DirectionTask(num_prompts=2, group_size=3, stride=3, env_kwargs={"team_size": 1}, seed=0, device=device)
     batch = task.draw()
     truth = [DIRECTION_ANSWERS[i] for i in batch.truth.tolist()]
     wrong = [next(w for w in DIRECTION_ANSWERS if w != t) for t in truth]
@@ -128,7 +130,8 @@ def test_invalid_answers_are_penalised():
     assert rewards.tolist() == [1.0, 0.0, -0.5, 1.0, -0.5, -0.5]
     assert table.sum(1).tolist() == [1.0, 1.0]
     # the soccer task: a malformed answer plays stay, and gets stay's reward minus the penalty
-    soccer = SoccerTask(num_prompts=2, group_size=2, horizon=3, stride=5, env_kwargs={"team_size": 2}, seed=1)
+    soccer = SoccerTask(num_prompts=2, group_size=2, horizon=3, stride=5, env_kwargs={"team_size": 2}, seed=1,
+                        device=device)
     batch = soccer.draw()
     rewards, _, valid, table = answer_rewards(
         soccer, batch, ["north", "nonsense", "kick", "east ."], 2, format_penalty=1.0)
@@ -136,17 +139,18 @@ def test_invalid_answers_are_penalised():
     assert torch.allclose(rewards, torch.stack([table[0, 3], table[0, 0] - 1, table[1, 9], table[1, 0] - 1]))
 
 
-def test_soccer_branches_score_like_the_action_table():
+def test_soccer_branches_score_like_the_action_table(device):
     """Each completion's branch (G copies of the state) returns exactly what the same action
     returns in the action table (deterministic bots); the scale is [0, 1] with 1 for the best."""
-    task = SoccerTask(num_prompts=3, group_size=10, horizon=4, stride=9, env_kwargs={"team_size": 2}, seed=2)
+    task = SoccerTask(num_prompts=3, group_size=10, horizon=4, stride=9, env_kwargs={"team_size": 2}, seed=2,
+                      device=device)
     before = task.source.env.get_state()
     batch = task.draw()
     snapshot = task.source.env.get_state()
     actions = torch.arange(10).repeat(3, 1)
     rewards, table = task.score(batch, actions, torch.ones(3, 10, dtype=torch.bool))
     assert torch.equal(rewards, table)
-    assert ((table >= 0) & (table <= 1)).all() and torch.equal(table.max(1).values, torch.ones(3))
+    assert ((table >= 0) & (table <= 1)).all() and torch.equal(table.max(1).values.cpu(), torch.ones(3))
     # the source matches are restored after branching, and they did advance before the draw
     after = task.source.env.get_state()
     assert all(torch.equal(after[k], snapshot[k]) for k in snapshot)
@@ -156,11 +160,12 @@ def test_soccer_branches_score_like_the_action_table():
 # --------------------------------------------------------------------------- log-probs and the loss
 
 
-def test_logps_match_a_token_by_token_loop_and_mask_after_eos(agent):
+def test_logps_match_a_token_by_token_loop_and_mask_after_eos(agent, device):
     torch.manual_seed(0)
-    env, obs = _states((2, 2), 5, seed=0)
+    env, obs = _states((2, 2), 5, seed=0, device=device)
     prompts = render_soccer(obs[:3], env.config)
-    batch = agent.generate(prompts, 4, max_new_tokens=4, generator=torch.Generator().manual_seed(0), temperature=0.7)
+    batch = agent.generate(prompts, 4, max_new_tokens=4, generator=torch.Generator(device=device).manual_seed(0),
+                           temperature=0.7)
     full = agent.completion_logps(batch, temperature=0.7, share_prompt=False)
     shared = agent.completion_logps(batch, temperature=0.7)
     # the reference: one unpadded forward pass per completion prefix, log_softmax(logits / T)
@@ -178,10 +183,10 @@ def test_logps_match_a_token_by_token_loop_and_mask_after_eos(agent):
     assert eos_mask(ids, 2).tolist() == [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]]
 
 
-def test_gspo_sequence_ratio_matches_its_definition(agent):
+def test_gspo_sequence_ratio_matches_its_definition(agent, device):
     """GSPO (Zheng et al. 2025): s_i = exp(mean over the completion's tokens, EOS included and
     what follows it excluded, of logp - old_logp), on real model log-probs."""
-    env, obs = _states((2, 2), 5, seed=1)
+    env, obs = _states((2, 2), 5, seed=1, device=device)
     prompts = render_soccer(obs[:2], env.config)
     words = [["north", "<eos>", "kick", "kick"], ["east", "west", "<eos>"], ["kick", "east", "stay", "south"],
              ["<eos>"]]
@@ -195,7 +200,7 @@ def test_gspo_sequence_ratio_matches_its_definition(agent):
     mask = batch.completion_mask
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
     seq_ratio = torch.exp(((logp.detach() - old) * mask).sum(1) / mask.sum(1))
-    adv = torch.tensor([1.0, -0.5, 0.7, -1.2])
+    adv = torch.tensor([1.0, -0.5, 0.7, -1.2], device=device)
     for eps in (10.0, 0.01):
         loss, stats = policy_loss(logp, old, adv, mask, clip_eps=eps, ratio_level="sequence", loss_type="grpo")
         clipped = seq_ratio.clamp(1 - eps, 1 + eps)
@@ -209,15 +214,15 @@ def test_gspo_sequence_ratio_matches_its_definition(agent):
                           ((logp.detach() - old) * mask).sum(1), atol=1e-6)
 
 
-def test_kl_to_an_identical_reference_is_zero(agent):
-    env, obs = _states((1, 1), 3, seed=2)
+def test_kl_to_an_identical_reference_is_zero(agent, device):
+    env, obs = _states((1, 1), 3, seed=2, device=device)
     batch = agent.generate(render_soccer(obs, env.config), 3, max_new_tokens=3,
-                           generator=torch.Generator().manual_seed(1))
+                           generator=torch.Generator(device=device).manual_seed(1))
     reference = copy.deepcopy(agent.model).requires_grad_(False)
     logp = agent.completion_logps(batch)
     with torch.no_grad():
         ref_logp = agent.completion_logps(batch, model=reference)
-    adv = torch.linspace(-1, 1, len(batch))
+    adv = torch.linspace(-1, 1, len(batch), device=device)
     loss, stats = policy_loss(logp, logp.detach(), adv, batch.completion_mask, ref_logp=ref_logp, kl_coef=0.5)
     plain, _ = policy_loss(logp, logp.detach(), adv, batch.completion_mask)
     assert stats["kl"].item() == 0.0 and torch.equal(loss, plain)
@@ -226,7 +231,7 @@ def test_kl_to_an_identical_reference_is_zero(agent):
 # --------------------------------------------------------------------------- training runs
 
 
-def test_training_calls_the_shared_loss_and_changes_the_model(tmp_path, monkeypatch):
+def test_training_calls_the_shared_loss_and_changes_the_model(tmp_path, monkeypatch, device):
     calls = []
 
     def counting_policy_loss(*args, **kwargs):
@@ -239,7 +244,7 @@ def test_training_calls_the_shared_loss_and_changes_the_model(tmp_path, monkeypa
     # some valid ones, hence non-zero advantages
     args = ["llm", "--preset", "test", "--log-dir", str(log_dir), "--update-epochs", "2", "--ratio-level", "sequence",
             "--loss-type", "dr_grpo", "--kl-coef", "0.1", "--clip-eps-high", "0.3", "--max-new-tokens", "1",
-            "--prompts-per-step", "4", "--group-size", "4", "--ent-coef", "0.01"]
+            "--prompts-per-step", "4", "--group-size", "4", "--ent-coef", "0.01", "--device", device]
     main(args)
     assert len(calls) == 2 * 2  # 2 iterations x 2 epochs x 1 minibatch
     assert {(c["ratio_level"], c["loss_type"], c["kl_coef"], c["clip_eps_high"], c["max_len"]) for c in calls} == {
@@ -268,29 +273,30 @@ def test_training_calls_the_shared_loss_and_changes_the_model(tmp_path, monkeypa
     assert [e.step for e in _scalars(log_dir / "llm-test")["llm/reward_mean"]] == [1, 2, 3, 4]
 
 
-def test_first_update_has_zero_kl_and_ratio_one(tmp_path):
+def test_first_update_has_zero_kl_and_ratio_one(tmp_path, device):
     """With the reference a copy of the policy and old log-probs taken before the update, the
     first minibatch of the first iteration has KL 0 and ratio exactly 1."""
     result = train_llm(LLMConfig(**{
         **preset("test").to_dict(), "log_dir": str(tmp_path), "kl_coef": 0.2, "total_iterations": 1,
-        "eval_every": 0, "save_every": 0}))
+        "eval_every": 0, "save_every": 0, "device": device}))
     scalars = _scalars(Path(result["run_dir"]))
     assert scalars["losses/kl"][0].value == 0.0 and scalars["losses/ratio_mean"][0].value == 1.0
     assert result["history"]["llm/invalid_frac"][0] > 0.5  # a fresh model rarely answers in format
 
 
-def test_checkpoint_reloads_with_the_same_logits(agent, tmp_path):
+def test_checkpoint_reloads_with_the_same_logits(agent, tmp_path, device):
     agent.save(tmp_path / "model")
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model", local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model", local_files_only=True).to(device)
     tok = AutoTokenizer.from_pretrained(tmp_path / "model", local_files_only=True)
-    env, obs = _states((2, 2), 4, seed=4)
+    env, obs = _states((2, 2), 4, seed=4, device=device)
     prompts = render_soccer(obs[:2], env.config)
     enc, enc_saved = agent.tokenizer(prompts, return_tensors="pt", padding=True), tok(prompts, return_tensors="pt",
                                                                                        padding=True)
     assert torch.equal(enc["input_ids"], enc_saved["input_ids"])
+    enc = enc.to(device)
     with torch.no_grad():
         assert torch.equal(model(**enc).logits, agent.model(**enc).logits)
-    again = LLMAgent.from_pretrained(tmp_path / "model", device="cpu")
+    again = LLMAgent.from_pretrained(tmp_path / "model", device=device)
     assert again.generate(prompts, greedy=True).texts == agent.generate(prompts, greedy=True).texts
 
 

@@ -20,10 +20,11 @@ VARIANTS = [
 ENTITY_VARIANTS = [v for v in VARIANTS if v.values[0]["arch"] == "entity"]
 
 
-def env_obs(team_size: int = 2, num_envs: int = 4, steps: int = 5, seed: int = 0, **kwargs) -> tuple[torch.Tensor, SoccerConfig]:
-    """Observations [B, N, D] of a real vector env, a few random steps after kickoff (so that
-    velocities are non-zero), and its config."""
-    env = SoccerVecEnv(num_envs=num_envs, device="cpu", team_size=team_size, **kwargs)
+def env_obs(device: str, team_size: int = 2, num_envs: int = 4, steps: int = 5, seed: int = 0,
+            **kwargs) -> tuple[torch.Tensor, SoccerConfig]:
+    """Observations [B, N, D] of a real vector env on `device`, a few random steps after kickoff
+    (so that velocities are non-zero), and its config."""
+    env = SoccerVecEnv(num_envs=num_envs, device=device, team_size=team_size, **kwargs)
     obs = env.reset(seed=seed)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
@@ -31,10 +32,10 @@ def env_obs(team_size: int = 2, num_envs: int = 4, steps: int = 5, seed: int = 0
     return obs, env.config
 
 
-def make_policy(variant: dict, config: SoccerConfig, seed: int = 0, **kwargs) -> SoccerPolicy:
+def make_policy(variant: dict, config: SoccerConfig, device: str, seed: int = 0, **kwargs) -> SoccerPolicy:
     torch.manual_seed(seed)
     layout = config if variant["arch"] == "mlp" else None
-    return SoccerPolicy(layout, device="cpu", **variant, **kwargs)
+    return SoccerPolicy(layout, device=device, **variant, **kwargs)
 
 
 def randomize_head(policy: SoccerPolicy, seed: int = 1) -> None:
@@ -66,9 +67,9 @@ def test_layout_from_obs_dim_rejects_other_widths(width):
 
 # --------------------------------------------------------------------------- shapes
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_shapes_for_batched_and_flat_observations(variant):
-    obs, config = env_obs(team_size=2)
-    policy = make_policy(variant, config)
+def test_shapes_for_batched_and_flat_observations(variant, device):
+    obs, config = env_obs(device, team_size=2)
+    policy = make_policy(variant, config, device)
     B, N, D = obs.shape
     assert policy(obs).shape == (B, N, NUM_ACTIONS)
     actions, logp = policy.act(obs)
@@ -88,21 +89,21 @@ def test_shapes_for_batched_and_flat_observations(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_accepts_numpy_observations(variant):
-    obs, config = env_obs(team_size=2)
-    policy = make_policy(variant, config)
-    torch.testing.assert_close(policy(obs.numpy()), policy(obs))
-    actions, _ = policy.act(obs.numpy().astype(np.float64), deterministic=True)
+def test_accepts_numpy_observations(variant, device):
+    obs, config = env_obs(device, team_size=2)
+    policy = make_policy(variant, config, device)
+    torch.testing.assert_close(policy(obs.cpu().numpy()), policy(obs))
+    actions, _ = policy.act(obs.cpu().numpy().astype(np.float64), deterministic=True)
     assert torch.equal(actions, policy.act(obs, deterministic=True)[0])
 
 
 # --------------------------------------------------------------------------- distribution maths
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_act_logp_is_log_softmax_at_the_action_and_matches_evaluate(variant):
-    obs, config = env_obs(team_size=2, num_envs=64)
-    policy = make_policy(variant, config)
+def test_act_logp_is_log_softmax_at_the_action_and_matches_evaluate(variant, device):
+    obs, config = env_obs(device, team_size=2, num_envs=64)
+    policy = make_policy(variant, config, device)
     randomize_head(policy)
-    actions, logp = policy.act(obs, generator=torch.Generator().manual_seed(3))
+    actions, logp = policy.act(obs, generator=torch.Generator(device=device).manual_seed(3))
     expected = torch.log_softmax(policy(obs), -1).gather(-1, actions[..., None])[..., 0]
     torch.testing.assert_close(logp, expected, rtol=1e-6, atol=1e-6)
     logp2, entropy = policy.evaluate(obs, actions)
@@ -115,9 +116,9 @@ def test_act_logp_is_log_softmax_at_the_action_and_matches_evaluate(variant):
     torch.testing.assert_close(entropy, dist.entropy(), rtol=1e-5, atol=1e-5)
 
 
-def test_act_builds_no_graph_and_evaluate_does():
-    obs, config = env_obs(team_size=2)
-    policy = make_policy({"arch": "entity"}, config)
+def test_act_builds_no_graph_and_evaluate_does(device):
+    obs, config = env_obs(device, team_size=2)
+    policy = make_policy({"arch": "entity"}, config, device)
     actions, logp = policy.act(obs)
     assert not logp.requires_grad and logp.grad_fn is None
     logp, entropy = policy.evaluate(obs, actions)
@@ -125,9 +126,9 @@ def test_act_builds_no_graph_and_evaluate_does():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_zero_head_gives_uniform_policy_with_entropy_log10(variant):
-    obs, config = env_obs(team_size=2)
-    policy = make_policy(variant, config)
+def test_zero_head_gives_uniform_policy_with_entropy_log10(variant, device):
+    obs, config = env_obs(device, team_size=2)
+    policy = make_policy(variant, config, device)
     with torch.no_grad():
         policy.head.weight.zero_()
         policy.head.bias.zero_()
@@ -138,9 +139,9 @@ def test_zero_head_gives_uniform_policy_with_entropy_log10(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_deterministic_act_is_argmax(variant):
-    obs, config = env_obs(team_size=3, num_envs=32)
-    policy = make_policy(variant, config)
+def test_deterministic_act_is_argmax(variant, device):
+    obs, config = env_obs(device, team_size=3, num_envs=32)
+    policy = make_policy(variant, config, device)
     randomize_head(policy)
     actions, logp = policy.act(obs, deterministic=True)
     logits = policy(obs)
@@ -148,16 +149,16 @@ def test_deterministic_act_is_argmax(variant):
     torch.testing.assert_close(logp, torch.log_softmax(logits, -1).amax(-1))
 
 
-def test_sampling_follows_the_probabilities_and_the_generator():
-    logits = torch.tensor([[2.0, 0.0, -1.0, 1.0, -50.0, 0.5, 0.0, 0.0, -2.0, 1.5]])
+def test_sampling_follows_the_probabilities_and_the_generator(device):
+    logits = torch.tensor([[2.0, 0.0, -1.0, 1.0, -50.0, 0.5, 0.0, 0.0, -2.0, 1.5]], device=device)
     rows = logits.expand(200_000, -1)
-    actions, _ = sample_actions(rows, generator=torch.Generator().manual_seed(0))
+    actions, _ = sample_actions(rows, generator=torch.Generator(device=device).manual_seed(0))
     frequencies = torch.bincount(actions, minlength=NUM_ACTIONS).float() / rows.shape[0]
     probs = torch.softmax(logits[0], -1)
     # 200k draws: the standard error is below 0.0012 for every action
     torch.testing.assert_close(frequencies, probs, rtol=0, atol=0.005)
     assert int(frequencies[4]) == 0
-    again, _ = sample_actions(rows[:1000], generator=torch.Generator().manual_seed(0))
+    again, _ = sample_actions(rows[:1000], generator=torch.Generator(device=device).manual_seed(0))
     assert torch.equal(again, actions[:1000])
 
 
@@ -168,11 +169,11 @@ def test_logp_entropy_rejects_mismatched_actions():
 
 # --------------------------------------------------------------------------- the entity encoder
 @pytest.mark.parametrize("variant", ENTITY_VARIANTS)
-def test_entity_policy_plays_2v2_and_3v3_with_the_same_weights(variant):
-    obs2, config2 = env_obs(team_size=2)
-    obs3, config3 = env_obs(team_size=3)
+def test_entity_policy_plays_2v2_and_3v3_with_the_same_weights(variant, device):
+    obs2, config2 = env_obs(device, team_size=2)
+    obs3, config3 = env_obs(device, team_size=3)
     assert (obs2.shape[-1], obs3.shape[-1]) == (35, 46)
-    policy = make_policy(variant, config2)
+    policy = make_policy(variant, config2, device)
     state = {k: v.clone() for k, v in policy.state_dict().items()}
     for obs in (obs2, obs3, obs2):
         actions, logp = policy.act(obs)
@@ -184,14 +185,14 @@ def test_entity_policy_plays_2v2_and_3v3_with_the_same_weights(variant):
         assert torch.equal(value, state[key])
     # 1 a side has no teammates at all, 11 a side has ten
     for team_size in (1, 11):
-        obs, _ = env_obs(team_size=team_size, num_envs=2, steps=1)
+        obs, _ = env_obs(device, team_size=team_size, num_envs=2, steps=1)
         assert torch.isfinite(policy(obs)).all()
 
 
 @pytest.mark.parametrize("variant", ENTITY_VARIANTS)
-def test_entity_policy_ignores_the_slot_one_hot(variant):
-    obs, config = env_obs(team_size=3)
-    policy = make_policy(variant, config)
+def test_entity_policy_ignores_the_slot_one_hot(variant, device):
+    obs, config = env_obs(device, team_size=3)
+    policy = make_policy(variant, config, device)
     randomize_head(policy)
     changed = obs.clone()
     changed[..., config.obs_layout()["slot"]] = torch.randn(changed[..., config.obs_layout()["slot"]].shape)
@@ -208,30 +209,30 @@ def permute_entities(obs: torch.Tensor, block: slice, order: list[int]) -> torch
 
 @pytest.mark.parametrize("variant", ENTITY_VARIANTS)
 @pytest.mark.parametrize("which, order", [("opponents", [2, 0, 1]), ("opponents", [1, 2, 0]), ("teammates", [1, 0])])
-def test_entity_policy_is_invariant_to_the_order_of_entities(variant, which, order):
-    obs, config = env_obs(team_size=3, num_envs=16)
-    policy = make_policy(variant, config)
+def test_entity_policy_is_invariant_to_the_order_of_entities(variant, which, order, device):
+    obs, config = env_obs(device, team_size=3, num_envs=16)
+    policy = make_policy(variant, config, device)
     randomize_head(policy)
     permuted = permute_entities(obs, config.obs_layout()[which], order)
     assert not torch.equal(permuted, obs)
     torch.testing.assert_close(policy(permuted), policy(obs), rtol=0, atol=1e-5)
     # ... which the MLP is not
-    mlp = make_policy({"arch": "mlp"}, config)
+    mlp = make_policy({"arch": "mlp"}, config, device)
     randomize_head(mlp)
     assert (mlp(permuted) - mlp(obs)).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("variant", ENTITY_VARIANTS)
-def test_entity_policy_ignores_absent_entities(variant):
+def test_entity_policy_ignores_absent_entities(variant, device):
     # 2 blue vs 3 red: M = 3, so each blue sees one absent teammate slot, each red one absent opponent
-    obs, config = env_obs(team_size=2, blue_size=2, red_size=3, num_envs=8)
+    obs, config = env_obs(device, team_size=2, blue_size=2, red_size=3, num_envs=8)
     layout = config.obs_layout()
-    policy = make_policy(variant, config)
+    policy = make_policy(variant, config, device)
     randomize_head(policy)
     blue, red = obs[:, :2], obs[:, 2:]
-    mates = blue[..., layout["teammates"]].reshape(8, 2, 2, 5)
+    mates = blue[..., layout["teammates"]].reshape(8, 2, 2, 5).cpu()
     assert torch.equal(mates[..., 1, 4], torch.zeros(8, 2)) and torch.equal(mates[..., 0, 4], torch.ones(8, 2))
-    opps = red[..., layout["opponents"]].reshape(8, 3, 3, 5)
+    opps = red[..., layout["opponents"]].reshape(8, 3, 3, 5).cpu()
     assert torch.equal(opps[..., 2, 4], torch.zeros(8, 3))
 
     changed = obs.clone()
@@ -249,10 +250,10 @@ def test_entity_policy_ignores_absent_entities(variant):
 
 
 @pytest.mark.parametrize("variant", ENTITY_VARIANTS)
-def test_entity_policy_same_output_for_the_same_match_in_a_bigger_layout(variant):
+def test_entity_policy_same_output_for_the_same_match_in_a_bigger_layout(variant, device):
     """A 2v2 observation padded into the 3v3 layout (absent third players) is the same match:
     the entity policy must give the same logits."""
-    obs2, config2 = env_obs(team_size=2)
+    obs2, config2 = env_obs(device, team_size=2)
     config3 = SoccerConfig(team_size=3)
     l2, l3 = config2.obs_layout(), config3.obs_layout()
     padded = torch.zeros(*obs2.shape[:-1], l3["dim"])
@@ -262,28 +263,28 @@ def test_entity_policy_same_output_for_the_same_match_in_a_bigger_layout(variant
     padded[..., l3["teammates"].start:l3["teammates"].start + 5] = obs2[..., l2["teammates"]]
     padded[..., l3["opponents"].start:l3["opponents"].start + 10] = obs2[..., l2["opponents"]]
     padded[..., l3["slot"].start:l3["slot"].start + 2] = obs2[..., l2["slot"]]
-    policy = make_policy(variant, config2)
+    policy = make_policy(variant, config2, device)
     randomize_head(policy)
     torch.testing.assert_close(policy(padded), policy(obs2), rtol=0, atol=1e-5)
 
 
-def test_explicit_layout_takes_precedence_for_its_width():
-    obs, config = env_obs(team_size=3)
+def test_explicit_layout_takes_precedence_for_its_width(device):
+    obs, config = env_obs(device, team_size=3)
     torch.manual_seed(0)
-    inferred = SoccerPolicy(arch="entity", device="cpu")
+    inferred = SoccerPolicy(arch="entity", device=device)
     torch.manual_seed(0)
-    explicit = SoccerPolicy(config, arch="entity", device="cpu")
+    explicit = SoccerPolicy(config, arch="entity", device=device)
     torch.testing.assert_close(explicit(obs), inferred(obs))
     assert explicit.config_dict()["obs_dim"] == 46 and inferred.config_dict()["obs_dim"] is None
 
 
 # --------------------------------------------------------------------------- bad input
-def test_wrong_width_raises_a_clear_error():
-    obs3, config3 = env_obs(team_size=3)
-    mlp = make_policy({"arch": "mlp"}, SoccerConfig(team_size=2))
+def test_wrong_width_raises_a_clear_error(device):
+    obs3, config3 = env_obs(device, team_size=3)
+    mlp = make_policy({"arch": "mlp"}, SoccerConfig(team_size=2), device)
     with pytest.raises(ValueError, match="observation width 46 does not match this MLP policy's obs_dim 35"):
         mlp(obs3)
-    entity = make_policy({"arch": "entity"}, config3)
+    entity = make_policy({"arch": "entity"}, config3, device)
     with pytest.raises(ValueError, match="observation width 40 matches no soccer team size"):
         entity(torch.zeros(3, 40))
     with pytest.raises(ValueError, match="observation width 45 matches no soccer team size"):
@@ -313,22 +314,22 @@ def test_bad_layout_type_raises():
         SoccerPolicy(36, device="cpu")
 
 
-def test_evaluate_rejects_actions_of_another_shape():
-    obs, config = env_obs(team_size=2)
-    policy = make_policy({"arch": "mlp"}, config)
+def test_evaluate_rejects_actions_of_another_shape(device):
+    obs, config = env_obs(device, team_size=2)
+    policy = make_policy({"arch": "mlp"}, config, device)
     with pytest.raises(ValueError, match=r"actions have shape \(4,\), expected the observations' leading shape \(4, 4\)"):
         policy.evaluate(obs, torch.zeros(4, dtype=torch.int64))
 
 
 # --------------------------------------------------------------------------- checkpoints
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_config_round_trip_rebuilds_an_identical_network(variant):
-    obs, config = env_obs(team_size=2)
-    policy = make_policy(variant, config, hidden=32)
+def test_config_round_trip_rebuilds_an_identical_network(variant, device):
+    obs, config = env_obs(device, team_size=2)
+    policy = make_policy(variant, config, device, hidden=32)
     randomize_head(policy)
     saved = json.loads(json.dumps(policy.config_dict()))  # as a checkpoint's config.json would
     torch.manual_seed(123)  # different initial weights
-    rebuilt = SoccerPolicy.from_config(saved, device="cpu")
+    rebuilt = SoccerPolicy.from_config(saved, device=device)
     assert rebuilt.config_dict() == policy.config_dict()
     assert rebuilt.num_parameters() == policy.num_parameters()
     assert not torch.equal(rebuilt(obs), policy(obs))
@@ -355,9 +356,9 @@ def test_num_parameters():
 
 # --------------------------------------------------------------------------- learning and devices
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_gradient_steps_raise_the_probability_of_a_chosen_action(variant):
-    obs, config = env_obs(team_size=2)
-    policy = make_policy(variant, config)
+def test_gradient_steps_raise_the_probability_of_a_chosen_action(variant, device):
+    obs, config = env_obs(device, team_size=2)
+    policy = make_policy(variant, config, device)
     target = torch.full(obs.shape[:-1], 9, dtype=torch.int64)  # kick, everywhere
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
     before, _ = policy.evaluate(obs, target)
@@ -379,7 +380,7 @@ def test_device_auto_resolves_to_cpu_without_cuda():
     policy = SoccerPolicy(arch="entity")
     assert policy.device.type == expected
     assert SoccerPolicy(arch="entity", device="auto").device.type == expected
-    obs, _ = env_obs(team_size=2)
+    obs, _ = env_obs("cpu", team_size=2)
     actions, logp = policy.act(obs)  # CPU observations are moved to the policy's device
     assert actions.device.type == expected and logp.device.type == expected
     if not torch.cuda.is_available():

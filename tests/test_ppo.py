@@ -19,29 +19,29 @@ from marl_grpo.rl.train import make_collector, make_learner
 from marl_grpo.run.update import policy_update
 
 
-def _setup(critic="centralized", opponent="team", **overrides):
+def _setup(device, critic="centralized", opponent="team", **overrides):
     cfg = dataclasses.replace(preset("tiny"), algo="ppo", critic=critic, opponent=opponent, **overrides)
-    env = SoccerVecEnv(num_envs=cfg.num_envs, device="cpu", **cfg.env_kwargs())
+    env = SoccerVecEnv(num_envs=cfg.num_envs, device=device, **cfg.env_kwargs())
     torch.manual_seed(0)
-    policy = SoccerPolicy(env.config, hidden=16, device="cpu")
+    policy = SoccerPolicy(env.config, hidden=16, device=device)
     learner = make_learner(policy, cfg, env)
-    bot = None if opponent == "self" else make_bot(opponent, env.config)
+    bot = None if opponent == "self" else make_bot(opponent, env.config, device=device)
     return cfg, env, policy, learner, make_collector(env, policy, bot, learner, cfg)
 
 
-def test_critic_inputs():
+def test_critic_inputs(device):
     config = SoccerConfig(team_size=2)
-    central = SoccerCritic(config, "centralized", hidden=8, device="cpu")
+    central = SoccerCritic(config, "centralized", hidden=8, device=device)
     assert central.input_dim == config.state_dim + 4 == 27
-    state = torch.randn(5, config.state_dim)
-    agents = torch.tensor([0, 1])
-    x = central.inputs(torch.zeros(5, 2, 35), state, agents)
+    state = torch.randn(5, config.state_dim).to(device)
+    agents = torch.tensor([0, 1], device=device)
+    x = central.inputs(torch.zeros(5, 2, 35, device=device), state, agents)
     assert x.shape == (5, 2, 27)
     assert torch.equal(x[:, 1, : config.state_dim], state)
     assert x[0, 0, config.state_dim:].tolist() == [1, 0, 0, 0] and x[0, 1, config.state_dim:].tolist() == [0, 1, 0, 0]
     assert central(x).shape == (5, 2)
-    decentral = SoccerCritic(config, "decentralized", hidden=8, device="cpu")
-    obs = torch.randn(5, 2, 35)
+    decentral = SoccerCritic(config, "decentralized", hidden=8, device=device)
+    obs = torch.randn(5, 2, 35).to(device)
     assert decentral.inputs(obs, None, agents) is obs and decentral(obs).shape == (5, 2)
     with pytest.raises(ValueError, match="critic='joint' is invalid"):
         SoccerCritic(config, "joint")
@@ -51,29 +51,29 @@ def test_critic_inputs():
         central(obs)
 
 
-def test_value_normalizer_tracks_mean_and_variance():
+def test_value_normalizer_tracks_mean_and_variance(device):
     norm = ValueNormalizer(True)
-    data = torch.tensor([1.0, 2.0, 3.0, 10.0]), torch.tensor([-4.0, 0.5])
+    data = torch.tensor([1.0, 2.0, 3.0, 10.0], device=device), torch.tensor([-4.0, 0.5], device=device)
     for batch in data:
         norm.update(batch)
-    every = torch.cat(data).double().numpy()
+    every = torch.cat(data).double().cpu().numpy()
     assert norm.stats.mean == pytest.approx(every.mean(), rel=1e-3)
     assert norm.stats.var == pytest.approx(every.var(), rel=1e-3)
-    x = torch.tensor([0.0, 5.0])
+    x = torch.tensor([0.0, 5.0], device=device)
     torch.testing.assert_close(norm.normalize(x), ((x - every.mean()) / np.sqrt(every.var())).float(), rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(norm.denormalize(norm.normalize(x)), x)
     other = ValueNormalizer(True)
     other.load_state_dict(norm.state_dict())
     assert other.state_dict() == norm.state_dict()
     off = ValueNormalizer(False)
-    off.update(torch.tensor([100.0]))
+    off.update(torch.tensor([100.0], device=device))
     assert torch.equal(off.normalize(x), x)
 
 
 @pytest.mark.parametrize("critic", ["centralized", "decentralized"])
-def test_advantages_are_gae_of_the_critic(critic):
+def test_advantages_are_gae_of_the_critic(critic, device):
     gamma, lam = 0.9, 0.8
-    cfg, env, policy, learner, collector = _setup(critic, gamma=gamma, gae_lambda=lam, max_cycles=12)
+    cfg, env, policy, learner, collector = _setup(device, critic, gamma=gamma, gae_lambda=lam, max_cycles=12)
     collector.collect(cfg.branch_horizon)  # a first segment: the value normaliser has statistics
     learner.advantages(collector.collect(cfg.branch_horizon))
     segment = collector.collect(cfg.branch_horizon)
@@ -82,7 +82,7 @@ def test_advantages_are_gae_of_the_critic(critic):
     mean, std = learner.value_norm._moments()
     assert learner.value_norm.stats.count > 1
     batch, stats = learner.advantages(segment)
-    adv = batch.advantages.T  # [T, M]
+    adv = batch.advantages.T.cpu()  # [T, M]
 
     # the same numbers from a plain loop over steps, sequences and the critic called row by row
     T, B, C = segment.rewards.shape
@@ -106,7 +106,7 @@ def test_advantages_are_gae_of_the_critic(critic):
     assert -1.0 <= stats["losses/explained_variance"] <= 1.0
 
 
-def test_update_uses_the_shared_policy_loss_and_trains_the_critic(monkeypatch):
+def test_update_uses_the_shared_policy_loss_and_trains_the_critic(monkeypatch, device):
     calls = []
     shared = marl_grpo.run.update.policy_loss
 
@@ -115,7 +115,7 @@ def test_update_uses_the_shared_policy_loss_and_trains_the_critic(monkeypatch):
         return shared(*args, **kwargs)
 
     monkeypatch.setattr(marl_grpo.run.update, "policy_loss", counting)
-    cfg, env, policy, learner, collector = _setup(update_epochs=3, num_minibatches=2)
+    cfg, env, policy, learner, collector = _setup(device, update_epochs=3, num_minibatches=2)
     segment = collector.collect(cfg.branch_horizon)
     actor = [p.clone() for p in policy.parameters()]
     critic = [p.clone() for p in learner.critic.parameters()]
@@ -155,9 +155,10 @@ def test_ppo_ignores_groups_and_counts_parameters():
     assert counts["critic_parameters"] == 27 * 128 + 128 + 128 * 128 + 128 + 128 + 1
 
 
-def test_ppo_cli_run_logs_value_tags_and_resumes(tmp_path):
+def test_ppo_cli_run_logs_value_tags_and_resumes(tmp_path, device):
     runs = tmp_path / "runs"
-    args = ["train", "--preset", "tiny", "--algo", "ppo", "--log-dir", str(runs), "--name", "p", "--max-cycles", "16"]
+    args = ["train", "--preset", "tiny", "--algo", "ppo", "--log-dir", str(runs), "--name", "p", "--max-cycles", "16",
+            "--device", device]
     main(args + ["--total-env-steps", "256"])
     acc = EventAccumulator(str(runs / "p"))
     acc.Reload()
@@ -180,11 +181,11 @@ def test_ppo_cli_run_logs_value_tags_and_resumes(tmp_path):
     assert json.loads((runs / "p" / "checkpoint" / "config.json").read_text())["train"]["algo"] == "ppo"
 
 
-def test_bench_train_reports_update_cost(capsys):
+def test_bench_train_reports_update_cost(capsys, device):
     from marl_grpo.tools.bench import TrainBenchConfig, run_train_bench
 
     results = {algo: run_train_bench(TrainBenchConfig(iterations=1, train=TrainConfig(
-        algo=algo, num_envs=64, threads=1, update_epochs=1, device="cpu", seed=0))) for algo in ("grpo", "ppo")}
+        algo=algo, num_envs=64, threads=1, update_epochs=1, device=device, seed=0))) for algo in ("grpo", "ppo")}
     out = capsys.readouterr().out
     assert "PPO loop, 2v2 vs team, 64 matches x 32 steps, no groups, centralized critic" in out
     assert "GRPO loop, 2v2 vs team, 64 matches x 32 steps, branch groups" in out

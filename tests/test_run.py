@@ -54,8 +54,10 @@ def test_llm_runs_go_through_the_shared_loop_and_update(tmp_path, counted):
     assert counted == {"update": 3, "policy_loss": 3 * 2 * 2}
 
 
-@pytest.mark.parametrize("algo, extra", [("grpo", []), ("ppo", []), ("grpo", ["--group-mode", "episode+team"]),
-                                         ("grpo", ["--opponent", "self", "--kl-coef", "0.1", "--ref-refresh", "1"])])
+@pytest.mark.parametrize("algo, extra", [
+    ("grpo", []), ("ppo", ["--opponent", "random"]), ("grpo", ["--group-mode", "episode+team"]),
+    ("grpo", ["--opponent", "random"]), ("grpo", ["--opponent-strength", "0.5"]),
+    ("grpo", ["--opponent", "self", "--kl-coef", "0.1", "--ref-refresh", "1"])])
 def test_resume_is_exact(tmp_path, algo, extra):
     """4 iterations in one go, or 2 then 2 more with --resume: bit-identical weights and optimiser.
     (A constant learning rate: an annealed one follows the budget, which the two runs change.)"""
@@ -171,3 +173,17 @@ def test_resuming_a_checkpoint_of_the_old_layout_is_refused_clearly(tmp_path):
     with pytest.raises(SystemExit, match="written by marl-grpo 0.1 before the shared run engine"):
         main(["train", *TINY, "--log-dir", str(tmp_path), "--resume", "--total-env-steps", "256"])
     main(["eval", str(tmp_path / "tiny" / CHECKPOINT_DIR), "--matches", "2"])  # its policy still plays
+
+
+def test_soak_samples_memory_and_flags_growth(tmp_path, monkeypatch):
+    import marl_grpo.tools.soak as soak
+
+    train = dataclasses.replace(preset("tiny"), log_dir=str(tmp_path), total_env_steps=10**9, eval_every=0,
+                                save_every=0)
+    result = soak.run_soak(soak.SoakConfig(minutes=0.2, interval=1e-3, tolerance_mb=64, train=train))
+    assert result["samples"] >= 8 and abs(result["rss_growth_mb"]) < 64
+    leak = iter(range(0, 10**6, 10))  # 10 MB more at every sample
+    monkeypatch.setattr(soak, "rss_mb", lambda: float(next(leak)))
+    with pytest.raises(SystemExit, match="memory grew beyond 64"):
+        soak.run_soak(soak.SoakConfig(minutes=0.2, interval=1e-3, tolerance_mb=64,
+                                      train=dataclasses.replace(train, name="leaky")))

@@ -30,15 +30,15 @@ def mixed_batch_actions(obs: torch.Tensor, lay: dict, rng: np.random.Generator, 
     return torch.as_tensor(actions, dtype=torch.int64)
 
 
-def make_vec(num_envs=4, **kwargs) -> SoccerVecEnv:
-    return SoccerVecEnv(num_envs=num_envs, device="cpu", **kwargs)
+def make_vec(num_envs: int, device: str, **kwargs) -> SoccerVecEnv:
+    return SoccerVecEnv(num_envs=num_envs, device=device, **kwargs)
 
 
 # ----------------------------------------------------------------------------- shapes
 @pytest.mark.parametrize("kwargs", [dict(team_size=2), dict(blue_size=2, red_size=3)])
-def test_shapes_and_dtypes(kwargs):
+def test_shapes_and_dtypes(kwargs, device):
     B = 3
-    env = make_vec(B, max_cycles=20, **kwargs)
+    env = make_vec(B, device, max_cycles=20, **kwargs)
     config = SoccerConfig(**kwargs)
     N, D = config.num_agents, config.obs_dim
     assert env.num_envs == B and env.num_agents == N and env.obs_dim == D
@@ -49,7 +49,7 @@ def test_shapes_and_dtypes(kwargs):
     assert env.action_space.shape == (B, N)
     obs = env.reset(seed=0)
     assert isinstance(obs, torch.Tensor)
-    assert obs.shape == (B, N, D) and obs.dtype == torch.float32 and obs.device.type == "cpu"
+    assert obs.shape == (B, N, D) and obs.dtype == torch.float32 and obs.device.type == device
     assert env.state().shape == (B, config.state_dim) and env.state().dtype == torch.float32
     actions = torch.randint(0, 10, (B, N))
     obs, rewards, terminated, truncated, infos = env.step(actions)
@@ -69,12 +69,12 @@ def test_shapes_and_dtypes(kwargs):
     assert env.state().shape == (B, config.state_dim)
 
 
-def test_match_seeds():
+def test_match_seeds(device):
     """Match b of a batch reset with seed s is match 0 of a batch reset with seed s + b."""
-    env = make_vec(4, team_size=2)
+    env = make_vec(4, device, team_size=2)
     obs = env.reset(seed=10)
     for b in range(4):
-        single = make_vec(1, team_size=2)
+        single = make_vec(1, device, team_size=2)
         assert torch.equal(single.reset(seed=10 + b)[0], obs[b])
     assert not torch.equal(obs[0], obs[1])
 
@@ -87,7 +87,7 @@ def test_match_seeds():
 def test_parity_with_pettingzoo(kwargs):
     seed, T, B = 17, 200, 4
     pz = soccer_v0.parallel_env(max_cycles=T, **kwargs)
-    vec = make_vec(B, max_cycles=T, **kwargs)
+    vec = make_vec(B, "cpu", max_cycles=T, **kwargs)  # bit-identity with numpy is a CPU property
     agents = pz.possible_agents
     lay = pz.config.obs_layout()
     N = len(agents)
@@ -151,11 +151,11 @@ def test_parity_with_pettingzoo(kwargs):
 
 
 # ----------------------------------------------------------------------------- auto-reset
-def test_auto_reset_on_termination_only_where_done():
+def test_auto_reset_on_termination_only_where_done(device):
     """goals_to_win=1: match 0 has a scripted striker and scores; the other matches play on."""
     kwargs = dict(team_size=1, max_cycles=300, goals_to_win=1)
     B = 4
-    env, ref = make_vec(B, **kwargs), make_vec(B, **kwargs)
+    env, ref = make_vec(B, device, **kwargs), make_vec(B, device, **kwargs)
     lay = env.config.obs_layout()
     obs = env.reset(seed=3)
     ref.reset(seed=3)
@@ -163,7 +163,7 @@ def test_auto_reset_on_termination_only_where_done():
     for t in range(1, 301):
         actions = torch.as_tensor(rng.integers(0, 10, size=(B, 2)))
         ref_actions = actions.clone()
-        actions[0, 0] = scripted_action(obs[0, 0].numpy(), lay)
+        actions[0, 0] = scripted_action(obs[0, 0].cpu().numpy(), lay)
         actions[0, 1] = 0
         ref_actions[0] = 0  # match 0 of the reference does nothing
         obs, rew, term, trunc, infos = env.step(actions)
@@ -179,7 +179,7 @@ def test_auto_reset_on_termination_only_where_done():
     assert not bool(trunc[0])
     assert infos["final_score"][0].tolist() in ([1, 0], [0, 1])
     assert int(infos["episode_length"][0]) == t
-    final_score_obs = infos["final_obs"][0, :, lay["score"]]
+    final_score_obs = infos["final_obs"][0, :, lay["score"]].cpu()
     torch.testing.assert_close(final_score_obs.sum(-1), torch.full((2,), 0.2), msg="final_obs shows the final score")
     assert torch.all(obs[0, :, lay["time_left"]] == 1.0) and torch.all(obs[0, :, lay["score"]] == 0)
     assert infos["score"][0].tolist() == [0, 0]
@@ -189,16 +189,16 @@ def test_auto_reset_on_termination_only_where_done():
     expected_time = 1.0 - t / 300
     for b in range(1, B):
         if bool(still[b]):
-            np.testing.assert_allclose(obs[b, :, lay["time_left"]].numpy(), expected_time, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(obs[b, :, lay["time_left"]].cpu().numpy(), expected_time, rtol=0, atol=1e-6)
     # the finished match's return restarts from zero
     obs, rew, *_ , infos = env.step(torch.zeros(B, 2, dtype=torch.int64))
     torch.testing.assert_close(infos["episode_return"][0], rew[0], rtol=0, atol=0)
     assert int(infos["episode_length"][0]) == 1
 
 
-def test_final_infos_not_aliased_by_later_steps():
+def test_final_infos_not_aliased_by_later_steps(device):
     """Tensors handed out in infos must not change when the env steps on."""
-    env = make_vec(2, team_size=2, max_cycles=5)
+    env = make_vec(2, device, team_size=2, max_cycles=5)
     env.reset(seed=0)
     zeros = torch.zeros(2, 4, dtype=torch.int64)
     for _ in range(5):
@@ -232,9 +232,9 @@ def _match_entry(value: torch.Tensor, b: int, num_envs: int) -> torch.Tensor:
     return value.select(axes[0], b)
 
 
-def test_branch_copies_matches():
+def test_branch_copies_matches(device):
     B, G = 6, 3
-    env = make_vec(B, team_size=2, max_cycles=300)
+    env = make_vec(B, device, team_size=2, max_cycles=300)
     lay = env.config.obs_layout()
     obs = env.reset(seed=1)
     rng = np.random.default_rng(0)
@@ -271,8 +271,8 @@ def test_branch_copies_matches():
     assert groups_equal_steps == 150
 
 
-def test_branch_different_actions_diverge():
-    env = make_vec(4, team_size=2, max_cycles=300)
+def test_branch_different_actions_diverge(device):
+    env = make_vec(4, device, team_size=2, max_cycles=300)
     env.reset(seed=2)
     env.step(torch.randint(0, 10, (4, 4)))
     env.branch([0], 4)
@@ -284,11 +284,11 @@ def test_branch_different_actions_diverge():
             assert not torch.equal(obs[a], obs[b])
 
 
-def test_branch_copies_random_stream_and_episode_return():
+def test_branch_copies_random_stream_and_episode_return(device):
     """Copies replay the source's future exactly, including the kickoff jitter drawn at the
     auto-reset, compared with an un-branched batch that keeps playing the sources."""
     B, G, T = 4, 2, 40
-    env, ref = make_vec(B, team_size=2, max_cycles=T), make_vec(B, team_size=2, max_cycles=T)
+    env, ref = make_vec(B, device, team_size=2, max_cycles=T), make_vec(B, device, team_size=2, max_cycles=T)
     env.reset(seed=9)
     ref.reset(seed=9)
     warm = torch.randint(0, 10, (12, B, 4), generator=torch.Generator().manual_seed(0))
@@ -320,8 +320,8 @@ def test_branch_copies_random_stream_and_episode_return():
     assert not torch.equal(kickoffs[0], kickoffs[2])
 
 
-def test_branch_identity_and_validation():
-    env = make_vec(4, team_size=1, max_cycles=50)
+def test_branch_identity_and_validation(device):
+    env = make_vec(4, device, team_size=1, max_cycles=50)
     env.reset(seed=0)
     env.step(torch.randint(0, 10, (4, 2)))
     before = _snapshot(env)
@@ -349,8 +349,8 @@ def test_branch_identity_and_validation():
         assert torch.equal(v, before[k])
 
 
-def test_branch_accepts_numpy_and_tensor_indices():
-    env = make_vec(4, team_size=1, max_cycles=50)
+def test_branch_accepts_numpy_and_tensor_indices(device):
+    env = make_vec(4, device, team_size=1, max_cycles=50)
     env.reset(seed=0)
     env.step(torch.randint(0, 10, (4, 2)))
     state = env.state().clone()
@@ -361,9 +361,9 @@ def test_branch_accepts_numpy_and_tensor_indices():
 
 
 # ----------------------------------------------------------------------------- snapshots
-def test_get_set_state_round_trip():
+def test_get_set_state_round_trip(device):
     B, T = 3, 30
-    env = make_vec(B, team_size=2, max_cycles=T)
+    env = make_vec(B, device, team_size=2, max_cycles=T)
     lay = env.config.obs_layout()
     obs = env.reset(seed=4)
     rng = np.random.default_rng(2)
@@ -391,23 +391,23 @@ def test_get_set_state_round_trip():
     assert torch.equal(env.state(), state_at_snap)
 
 
-def test_set_state_rejects_bad_snapshots():
-    env = make_vec(2, team_size=1)
+def test_set_state_rejects_bad_snapshots(device):
+    env = make_vec(2, device, team_size=1)
     env.reset(seed=0)
     snap = env.get_state()
     bad = dict(snap)
     del bad["ball_x"]
     with pytest.raises(KeyError, match="ball_x"):
         env.set_state(bad)
-    other = make_vec(3, team_size=1)
+    other = make_vec(3, device, team_size=1)
     other.reset(seed=0)
     with pytest.raises(ValueError, match="num_envs"):
         env.set_state(other.get_state())
 
 
 # ----------------------------------------------------------------------------- bad input
-def test_bad_actions_raise():
-    env = make_vec(2, team_size=2)
+def test_bad_actions_raise(device):
+    env = make_vec(2, device, team_size=2)
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"shape.*\(2, 4\)"):
         env.step(torch.zeros(2, 3, dtype=torch.int64))
@@ -429,9 +429,9 @@ def test_bad_actions_raise():
 
 
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.int8, torch.uint8], ids=str)
-def test_integer_action_dtypes(dtype):
+def test_integer_action_dtypes(dtype, device):
     """Every integer dtype `check_actions` accepts must play like int64 (or be rejected clearly)."""
-    env, ref = make_vec(2, team_size=2, max_cycles=50), make_vec(2, team_size=2, max_cycles=50)
+    env, ref = make_vec(2, device, team_size=2, max_cycles=50), make_vec(2, device, team_size=2, max_cycles=50)
     env.reset(seed=0)
     ref.reset(seed=0)
     gen = torch.Generator().manual_seed(0)
@@ -474,12 +474,12 @@ def test_cuda_without_cuda_raises():
     assert SoccerVecEnv(num_envs=2, device="auto", team_size=1).device.type == "cpu"
 
 
-def test_render_needs_render_mode():
-    env = make_vec(2, team_size=1)
+def test_render_needs_render_mode(device):
+    env = make_vec(2, device, team_size=1)
     env.reset(seed=0)
     with pytest.raises(ValueError, match="render_mode"):
         env.render()
-    env = make_vec(2, team_size=1, render_mode="rgb_array")
+    env = make_vec(2, device, team_size=1, render_mode="rgb_array")
     env.reset(seed=0)
     frame = env.render(1)
     assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
@@ -487,8 +487,8 @@ def test_render_needs_render_mode():
 
 
 # ----------------------------------------------------------------------------- big teams
-def test_11v11_runs():
-    env = make_vec(3, team_size=11, max_cycles=10)
+def test_11v11_runs(device):
+    env = make_vec(3, device, team_size=11, max_cycles=10)
     config = SoccerConfig(team_size=11)
     obs = env.reset(seed=0)
     assert obs.shape == (3, 22, config.obs_dim)
@@ -503,7 +503,7 @@ def test_11v11_runs():
 def test_5v5_parity_short():
     """5v5 (a bigger pitch) plays the same in both envs."""
     pz = soccer_v0.parallel_env(team_size=5, max_cycles=60)
-    vec = make_vec(2, team_size=5, max_cycles=60)
+    vec = make_vec(2, "cpu", team_size=5, max_cycles=60)  # bit-identity with numpy is a CPU property
     pz_obs, _ = pz.reset(seed=5)
     obs = vec.reset(seed=5)
     agents = pz.possible_agents

@@ -20,6 +20,8 @@ from marl_grpo.run.presets import pick_preset
 class LLMConfig(RunConfig):
     """Hyperparameters of an LLM-agent GRPO run."""
 
+    RESUMABLE = (*RunConfig.RESUMABLE, "total_iterations", "eval_prompts")
+
     name: str = "llm"
     learning_rate: float = 3e-3
     max_grad_norm: float = 1.0

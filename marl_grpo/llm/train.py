@@ -188,8 +188,19 @@ class LLMTrainer(Trainer):
 
     def write_checkpoint(self, folder: Path) -> None:
         """Hugging Face files (`save_pretrained` of model and tokenizer) + `llm_config.json`."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.parameters):
+            raise FloatingPointError("the model holds non-finite weights: they are not saved, and the last "
+                                     "checkpoint keeps the last finite ones")
         self.agent.save(folder)
         (folder / LLM_CONFIG_FILE).write_text(json.dumps(self.cfg.to_dict(), indent=2))
+
+    @classmethod
+    def saved_config(cls, checkpoint: Path) -> dict[str, Any]:
+        file = checkpoint / LLM_CONFIG_FILE
+        try:
+            return json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{str(file)!r} cannot be read ({err}): the checkpoint is damaged") from None
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(),

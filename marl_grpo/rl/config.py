@@ -32,6 +32,8 @@ SUPERVISIONS = ("outcome", "process")
 class TrainConfig(RunConfig):
     """Hyperparameters of a GRPO or PPO soccer run (and of the evaluation it runs as it goes)."""
 
+    RESUMABLE = (*RunConfig.RESUMABLE, "total_env_steps", "eval_matches", "eval_opponent", "eval_strength")
+
     name: str = "grpo"
     algo: str = "grpo"
     """grpo: group-relative advantages, no critic; ppo: GAE advantages from a learned critic
@@ -124,6 +126,14 @@ class TrainConfig(RunConfig):
             raise ValueError(
                 f"num_envs={self.num_envs} must be a multiple of group_size={self.group_size} (>= 2) "
                 f"in {self.group_mode} mode")
+        if self.learner.uses_groups and not groups.copies_matches and self.team_size < 2:
+            raise ValueError(f"group_mode={self.group_mode!r} with team_size={self.team_size} gives one-member groups "
+                             "(every advantage 0): use team_size >= 2, or a branch or episode mode")
+        if self.loss_type != "grpo":
+            raise ValueError(
+                f"loss_type={self.loss_type!r} is the same as 'grpo' in soccer: every sequence (a player's segment) "
+                "has all its T steps, where TRL's aggregations (grpo, bnpo, dr_grpo, dapo) coincide; they differ "
+                "for the LLM mode's completions of unequal length")
 
     # ------------------------------------------------------------------ derived values
     @property

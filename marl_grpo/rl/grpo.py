@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from marl_grpo.advantages import group_advantages, group_stats, process_group_advantages
+from marl_grpo.advantages import episode_returns, group_advantages, group_stats, process_group_advantages
 from marl_grpo.rl.learner import PolicyLearner
 from marl_grpo.rl.rollout import Segment
 from marl_grpo.run.update import UpdateBatch
@@ -37,7 +37,10 @@ class GRPOLearner(PolicyLearner):
         ids = self.group_ids(segment)
         returns = rewards.sum(0)
         if cfg.supervision == "outcome":
-            adv = group_advantages(returns, group_ids=ids, scale=cfg.scale).expand(T, -1)
+            # each step's whole-episode return, split where a match ended inside the segment,
+            # compared across the group at the same step
+            outcomes = episode_returns(rewards, dones)  # [T, S]
+            adv = group_advantages(outcomes.T, group_ids=ids, scale=cfg.scale).T
         else:
             adv = process_group_advantages(rewards, group_ids=ids, gamma=cfg.gamma, scale=cfg.scale, dones=dones)
         stats = {f"grpo/{k}": v for k, v in group_stats(returns, group_ids=ids).items()}

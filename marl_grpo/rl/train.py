@@ -23,7 +23,7 @@ from marl_grpo.rl.evaluate import evaluate
 from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.learner import PolicyLearner
 from marl_grpo.rl.rollout import Collector, Segment
-from marl_grpo.run.checkpoint import load_policy, write_policy
+from marl_grpo.run.checkpoint import load_policy, read_config, write_policy
 from marl_grpo.run.distributed import Shard
 from marl_grpo.run.files import EVAL_SEED
 from marl_grpo.run.loop import Trainer, run_training
@@ -56,6 +56,10 @@ class SoccerTrainer(Trainer):
             raise ValueError(f"num_envs={cfg.num_envs} over {shard.world_size} processes gives {num_envs} matches "
                              f"each, not a multiple of group_size={cfg.group_size}: a group must stay on one process")
         self.env = env = SoccerVecEnv(num_envs=num_envs, device=device, **cfg.env_kwargs())
+        sequences = num_envs * (env.num_agents if cfg.opponent == "self" else env.config.n_blue)
+        if cfg.num_minibatches > sequences:
+            raise ValueError(f"num_minibatches={cfg.num_minibatches} is more than the {sequences} sequences (players' "
+                             f"segments) of a process's batch: use at most {sequences}")
         self.policy = SoccerPolicy(env.config, arch=cfg.arch, hidden=cfg.hidden, device=device)
         self.opponent = None if cfg.opponent == "self" else make_bot(
             cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device)
@@ -113,6 +117,10 @@ class SoccerTrainer(Trainer):
 
     def write_checkpoint(self, folder: Path) -> None:
         write_policy(folder, self.policy, self.env.config, self.cfg.to_dict())
+
+    @classmethod
+    def saved_config(cls, checkpoint: Path) -> dict[str, Any]:
+        return read_config(checkpoint).get("train", {})
 
     def state_dict(self) -> dict[str, Any]:
         return {"learner": self.learner.state_dict()}

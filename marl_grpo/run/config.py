@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, ClassVar, Iterable, Iterator
 
 from marl_grpo.advantages import SCALES
 from marl_grpo.losses import LOSS_TYPES, RATIO_LEVELS
@@ -61,6 +62,11 @@ def check_number(cfg: Any, name: str, low: float = 0.0, high: float = math.inf, 
 @dataclass
 class RunConfig:
     """Fields shared by every training run (see the module docstring)."""
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("name", "log_dir", "device", "threads", "resume", "progress",
+                                            "max_minutes", "eval_every", "save_every")
+    """fields a resumed run may change: where it runs, its budget and cadence, its evaluation (a
+    subclass adds its own); every other field is the run's own and stays as saved"""
 
     # ------------------------------------------------------------------ run
     name: str = "run"
@@ -138,9 +144,37 @@ class RunConfig:
         for name in ("max_minutes", "learning_rate", "ent_coef", "kl_coef"):
             check_number(self, name)
         check_number(self, "max_grad_norm", low_open=True)
-        check_number(self, "clip_eps", low_open=True)
+        if not (isinstance(self.clip_eps, (int, float)) and 0 < self.clip_eps < 1):
+            raise ValueError(f"clip_eps={self.clip_eps!r} is invalid: expected a number > 0 and < 1 (the ratio "
+                             "is clipped to [1 - clip_eps, 1 + clip_eps_high])")
         if self.clip_eps_high is not None:
             check_number(self, "clip_eps_high", low_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def resume_config(cfg: RunConfig, saved: dict[str, Any], given: Iterable[str] | None = None) -> RunConfig:
+    """The config of a resumed run: the saved one, with the fields of `cfg.RESUMABLE` taken from `cfg`.
+
+    `given` names the fields set on the command line (None: every field, as when a config is built
+    in Python). A given field outside `RESUMABLE` whose value differs from the saved one is refused
+    with an error naming both values; a field not given keeps the run's saved value.
+    """
+    given = None if given is None else set(given)
+    overrides, conflicts = {}, []
+    for f in dataclasses.fields(cfg):
+        if f.name not in saved or f.name in cfg.RESUMABLE:
+            continue
+        mine, theirs = getattr(cfg, f.name), saved[f.name]
+        if json.loads(json.dumps(mine)) == theirs:
+            continue
+        if given is None or f.name in given:
+            conflicts.append(f"{f.name}={mine!r} (the run has {theirs!r})")
+        else:
+            overrides[f.name] = tuple(theirs) if isinstance(theirs, list) else theirs
+    if conflicts:
+        raise ValueError(f"--resume with other settings than the run's: {', '.join(conflicts)}. A resumed run "
+                         f"may change only {', '.join(cfg.RESUMABLE)}; start a new run (another --name) to "
+                         "change the others")
+    return dataclasses.replace(cfg, **overrides)

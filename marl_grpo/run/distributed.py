@@ -127,6 +127,12 @@ def broadcast_parameters(parameters: Iterable[torch.Tensor]) -> None:
         dist.broadcast(p.data, src=0)
 
 
+def barrier() -> None:
+    """Wait until every rank is here."""
+    if active():
+        dist.barrier()
+
+
 def all_gather(obj: Any) -> list[Any]:
     """Every rank's `obj` (picklable; put tensors on the CPU first), in rank order."""
     if not active():

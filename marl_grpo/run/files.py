@@ -9,6 +9,8 @@ A run folder is ``<log_dir>/<name>/``: TensorBoard event files, and ``checkpoint
 
 CHECKPOINT_DIR = "checkpoint"
 """the checkpoint folder inside a run folder (replaced atomically at every save)"""
+COMPLETE_FILE = "COMPLETE"
+"""written last into a checkpoint folder: the folder is whole (`marl_grpo.run.checkpoint.atomic_directory`)"""
 STATE_FILE = "trainer_state.pt"
 """everything exact resume needs beyond the weights: optimiser, counters, env state, random streams"""
 POLICY_FILE = "policy.safetensors"
@@ -18,7 +20,7 @@ POLICY_CONFIG_FILE = "config.json"
 LLM_CONFIG_FILE = "llm_config.json"
 """the LLM run's config, beside the model's Hugging Face ``config.json``"""
 RESULT_FILE = "result.json"
-"""a finished run's summary (written by `marl-grpo compare` next to each run)"""
+"""the summary of a run that ended (last evaluation, counters, timings, config), in its run folder"""
 
 EVAL_SEED = 10_000
 """first seed of the evaluation matches (and of the LLM's evaluation sampling), far from training seeds"""

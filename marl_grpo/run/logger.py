@@ -12,12 +12,14 @@ class Logger:
     A disabled logger (every rank but 0 of a distributed run) writes nothing and creates no file.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, enabled: bool = True):
+    def __init__(self, run_dir: str | os.PathLike, enabled: bool = True, purge_step: int | None = None):
+        """`purge_step`: a resumed run drops the events at or after this step that an earlier process
+        logged after its last checkpoint (TensorBoard's `purge_step`)."""
         self.writer = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir))
+            self.writer = SummaryWriter(str(run_dir), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer is not None:

@@ -17,6 +17,7 @@ writing and, under torchrun, the ranks (`marl_grpo.run.distributed`). A mode sup
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import time
@@ -27,9 +28,9 @@ import torch
 from tqdm import tqdm
 
 from marl_grpo.run import distributed
-from marl_grpo.run.checkpoint import atomic_directory, load_trainer_state
-from marl_grpo.run.config import RunConfig
-from marl_grpo.run.files import CHECKPOINT_DIR, STATE_FILE
+from marl_grpo.run.checkpoint import atomic_directory, load_trainer_state, recover
+from marl_grpo.run.config import RunConfig, resume_config
+from marl_grpo.run.files import CHECKPOINT_DIR, RESULT_FILE, STATE_FILE
 from marl_grpo.run.logger import Logger
 from marl_grpo.run.update import UpdateBatch, policy_update
 
@@ -103,6 +104,11 @@ class Trainer:
         """Write the weights and configs of the checkpoint into `folder`."""
         raise NotImplementedError
 
+    @classmethod
+    def saved_config(cls, checkpoint: Path) -> dict[str, Any]:
+        """The config a checkpoint was written with (a resumed run keeps it, `RunConfig.RESUMABLE` aside)."""
+        raise NotImplementedError
+
     def state_dict(self) -> dict[str, Any]:
         """What exact resume needs beyond the weights, the same on every rank (optimiser, reference)."""
         return {}
@@ -163,11 +169,16 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
          shard: distributed.Shard, device: torch.device) -> dict[str, Any]:
     run_dir = Path(cfg.log_dir) / cfg.name
     ckpt_dir = run_dir / CHECKPOINT_DIR
+    if shard.is_main:
+        recover(ckpt_dir)  # a save cut off by a crash: put the last whole checkpoint back
+    distributed.barrier()
     if not cfg.resume and ckpt_dir.exists():
         raise FileExistsError(
             f"{str(run_dir)!r} already holds a run: pass --resume to continue it, or choose another --name")
     if cfg.resume and not ckpt_dir.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {str(ckpt_dir)!r} to continue from")
+    if cfg.resume:
+        cfg = resume_config(cfg, trainer_cls.saved_config(ckpt_dir), getattr(cfg, "given_fields", None))
 
     trainer = trainer_cls(cfg, device, ckpt_dir if cfg.resume else None, shard)
     distributed.broadcast_parameters(trainer.parameters)  # every rank starts from rank 0's weights
@@ -180,7 +191,9 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
         iteration, elapsed, wall_before = state["iteration"], state["elapsed"], state["wall_time"]
         torch.set_rng_state(state["ranks"][shard.rank]["torch_rng"])
 
-    logger = Logger(run_dir, enabled=shard.is_main)
+    # after a crash, the steps logged since the last checkpoint are logged again: drop the old ones
+    purge_step = iteration * per_iteration + 1 if cfg.resume else None
+    logger = Logger(run_dir, enabled=shard.is_main, purge_step=purge_step)
     if not cfg.resume and shard.is_main:
         logger.hyperparameters({**trainer.hyperparameters(), "world_size": shard.world_size})
         for tag, text in trainer.texts().items():
@@ -210,8 +223,11 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
             # advantage
             update_batch, scalars = trainer.advantages(batch)
             # update
-            scalars |= policy_update(update_batch, trainer.optimizer, trainer.parameters, cfg,
-                                     generator=trainer.update_generator)
+            try:
+                scalars |= policy_update(update_batch, trainer.optimizer, trainer.parameters, cfg,
+                                         generator=trainer.update_generator)
+            except FloatingPointError as err:
+                raise FloatingPointError(f"iteration {iteration + 1}: {err}") from None
             seconds = time.perf_counter() - start
             elapsed += seconds
 
@@ -249,6 +265,9 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
     finally:
         logger.close()
     global_step = completed * per_iteration
-    return {"eval": last_eval, "iteration": completed, "global_step": global_step, "elapsed": elapsed,
-            "run_dir": str(run_dir), "wall_time": wall_time(), "peak_memory_mb": memory, "history": history,
-            "world_size": shard.world_size, **trainer.summary(global_step, elapsed)}
+    result = {"eval": last_eval, "iteration": completed, "global_step": global_step, "elapsed": elapsed,
+              "run_dir": str(run_dir), "wall_time": wall_time(), "peak_memory_mb": memory, "history": history,
+              "world_size": shard.world_size, **trainer.summary(global_step, elapsed)}
+    if shard.is_main:  # the run's summary beside its logs (`marl-grpo compare --report-only` reads it)
+        (run_dir / RESULT_FILE).write_text(json.dumps({**result, "config": cfg.to_dict()}, indent=1))
+    return result

@@ -25,11 +25,24 @@ def pick_preset(presets: dict[str, ConfigT], name: str) -> ConfigT:
     return dataclasses.replace(presets[name])
 
 
-def parse_config(cls: type[ConfigT], argv: list[str], command: str, default: ConfigT | None = None, prog: str | None = None,
-                 description: str | None = None) -> ConfigT:
-    """`tyro.cli` of `cls`, then one validation whose error names the command (not a traceback)."""
+def given_fields(argv: list[str], cls: type) -> frozenset[str]:
+    """The fields of dataclass `cls` that the options `argv` set (`--hidden 64`, `--no-anneal-lr`, ...)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            given.add(name if name in names or not name.startswith("no_") else name[3:])
+    return frozenset(given & names)
+
+
+def parse_config(cls: type[ConfigT], argv: list[str], command: str, default: ConfigT | None = None,
+                 prog: str | None = None, description: str | None = None) -> ConfigT:
+    """`tyro.cli` of `cls`, then one validation whose error names the command (not a traceback).
+    The result's `given_fields` names the fields the command line set (resume keeps the others)."""
     with deferred_validation():
         cfg = tyro.cli(cls, default=default, args=argv, prog=prog or command, description=description)
+    cfg.given_fields = given_fields(argv, cls)
     validate = getattr(cfg, "validate", None)
     if validate is not None:
         try:

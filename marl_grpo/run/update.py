@@ -17,6 +17,7 @@ torchrun the gradients are averaged over ranks before clipping (`marl_grpo.run.d
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -130,4 +131,10 @@ def policy_update(batch: UpdateBatch, optimizer: torch.optim.Optimizer, paramete
                 totals[key] = totals[key] + value if key in totals else value.clone()
             count += 1
     values = torch.stack(list(totals.values())).cpu().tolist()  # the one host sync
-    return {LOSS_TAGS.get(k, f"losses/{k}"): v / count for k, v in zip(totals, values)}
+    stats = {LOSS_TAGS.get(k, f"losses/{k}"): v / count for k, v in zip(totals, values)}
+    if not all(math.isfinite(stats[tag]) for tag in ("losses/total_loss", "losses/grad_norm")):
+        raise FloatingPointError(
+            f"the update produced a non-finite loss or gradient (total loss {stats['losses/total_loss']}, gradient "
+            f"norm {stats['losses/grad_norm']}): the weights are no longer finite and are not saved; the last "
+            "checkpoint holds the last finite ones (a lower --learning-rate or --max-grad-norm may help)")
+    return stats

@@ -49,6 +49,10 @@ class EnvBenchConfig:
     """also measure VMAS football and MPE2 simple_spread when they are installed"""
     compile: bool = True
     """also measure the 3v3 vector env with compile=True (torch.compile; tens of seconds to build)"""
+    sweep: bool = True
+    """also measure 1v1, 5v5 and 11v11 at sweep_envs matches"""
+    pettingzoo: bool = True
+    """also measure the single PettingZoo env (numpy, on the CPU)"""
 
 
 def _median_rate(run: Callable[[], float], repeats: int) -> float:
@@ -135,22 +139,23 @@ def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
         results["vmas_football_3v3"] = peer
         print(f"VMAS football 3v3 (all policy-driven), {cfg.num_envs} envs: {peer / 1e6:.2f}M agent-steps/s"
               f"  -> ratio {rate / peer:.1f}x")
-    else:
+    elif cfg.peers:
         print("VMAS not installed (pip install vmas) - peer figure skipped")
 
-    rate = pettingzoo_rate(lambda: soccer_v0.parallel_env(team_size=2), cfg.pz_steps, cfg.repeats)
-    results["pz_2v2"] = rate
-    print(f"soccer_v0.parallel_env 2v2, one env: {rate / 1e3:.1f}k env-steps/s")
-    if cfg.peers and importlib.util.find_spec("mpe2") is not None:
-        from mpe2 import simple_spread_v3
+    if cfg.pettingzoo:
+        rate = pettingzoo_rate(lambda: soccer_v0.parallel_env(team_size=2), cfg.pz_steps, cfg.repeats)
+        results["pz_2v2"] = rate
+        print(f"soccer_v0.parallel_env 2v2, one env: {rate / 1e3:.1f}k env-steps/s")
+        if cfg.peers and importlib.util.find_spec("mpe2") is not None:
+            from mpe2 import simple_spread_v3
 
-        peer = pettingzoo_rate(lambda: simple_spread_v3.parallel_env(), cfg.pz_steps, cfg.repeats)
-        results["mpe2_simple_spread"] = peer
-        print(f"MPE2 simple_spread_v3, one env: {peer / 1e3:.1f}k env-steps/s  -> ratio {rate / peer:.1f}x")
-    else:
-        print("MPE2 not installed (pip install mpe2) - peer figure skipped")
+            peer = pettingzoo_rate(lambda: simple_spread_v3.parallel_env(), cfg.pz_steps, cfg.repeats)
+            results["mpe2_simple_spread"] = peer
+            print(f"MPE2 simple_spread_v3, one env: {peer / 1e3:.1f}k env-steps/s  -> ratio {rate / peer:.1f}x")
+        elif cfg.peers:
+            print("MPE2 not installed (pip install mpe2) - peer figure skipped")
 
-    for team_size in (1, 5, 11):
+    for team_size in (1, 5, 11) if cfg.sweep else ():
         rate = vec_env_rate(team_size, cfg.sweep_envs, cfg.steps, cfg.repeats, cfg.device)
         results[f"vec_{team_size}v{team_size}"] = rate
         print(f"SoccerVecEnv {team_size}v{team_size}, {cfg.sweep_envs} envs: {rate / 1e6:.2f}M agent-steps/s")
@@ -162,7 +167,13 @@ def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
         if "vmas_football_3v3" in results:
             line += f"  -> ratio {compiled / results['vmas_football_3v3']:.1f}x VMAS"
         print(f"{line}  (build + timing {time.perf_counter() - start:.0f} s)")
+    _print_peak_memory(torch.device(cfg.device) if cfg.device != "auto" else resolve_device("auto"))
     return results
+
+
+def _print_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB")
 
 
 def _bench_train_config() -> TrainConfig:
@@ -222,4 +233,5 @@ def run_train_bench(cfg: TrainBenchConfig) -> dict[str, float]:
     print(f"  update (advantages + {train_cfg.update_epochs * train_cfg.num_minibatches} minibatch steps): "
           f"{update_ms:.0f} ms per iteration; parameters: "
           + ", ".join(f"{k.split('_')[0]} {v}" for k, v in counts.items()))
+    _print_peak_memory(env.device)
     return result

@@ -3,7 +3,7 @@
     marl-grpo compare                                  # runs/compare-2v2/{grpo,ppo}_seed{1,2,3}/
     marl-grpo compare --name big --jobs 4 --train.threads 4 --train.total-env-steps 40000000
     marl-grpo compare --name 2v2 --report-only         # redraw compare.png / compare.md
-    marl-grpo compare --algo-args.grpo "--group-size 16"   # one algorithm's own options
+    marl-grpo compare --algo-args.grpo="--group-size 16"   # one algorithm's own options
     tensorboard --logdir runs/compare-2v2              # the curves overlay
 
 Both algorithms get the same env, opponent, budget in env steps and every shared setting (the
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from marl_grpo.rl import ALGOS, LEARNERS, TrainConfig, preset, train
+from marl_grpo.rl import ALGOS, LEARNERS, PRESETS, TrainConfig, preset, train
 from marl_grpo.run.checkpoint import load_trainer_state
 from marl_grpo.run.config import check_int
 from marl_grpo.run.files import CHECKPOINT_DIR, RESULT_FILE
@@ -65,8 +65,12 @@ class CompareConfig:
     """runs at a time; the `train.threads` CPU threads are shared among them"""
     report_only: bool = False
     """do not train: redraw compare.png and compare.md from the runs already there"""
+    dry_run: bool = False
+    """do not train: print one `marl-grpo train` command per run (algorithm x seed), to send to any
+    scheduler (SLURM, Ray, a loop over machines; prefix `torchrun ... -m marl_grpo` for several
+    processes each); then `--report-only` on the shared folder writes the report"""
     algo_args: dict[str, str] = field(default_factory=lambda: {name: cls.compare_args for name, cls in LEARNERS.items()})
-    """extra `marl-grpo train` options of one algorithm's runs only, e.g. `--algo-args.grpo "--group-size 16"`
+    """extra `marl-grpo train` options of one algorithm's runs only, e.g. `--algo-args.grpo="--group-size 16"`
     (default: PPO gets 4 epochs, its best in a small sweep, where GRPO keeps the shared 2)"""
     train: TrainConfig = field(default_factory=lambda: _compare_train(total_env_steps=10_000_000, eval_every=10,
                                                                       eval_matches=100))
@@ -121,8 +125,25 @@ def run_configs(cfg: CompareConfig) -> list[TrainConfig]:
     return runs
 
 
+def train_command(cfg: TrainConfig, base: str = "2v2") -> str:
+    """The `marl-grpo train` command line of `cfg`: `--preset base` and every field that differs
+    from that preset (parsing it gives `cfg` back)."""
+    default = PRESETS[base]
+    args = ["marl-grpo", "train", "--preset", base]
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value == getattr(default, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            args += [flag, str(value)]
+    return shlex.join(args)
+
+
 def _run_one(cfg: TrainConfig, progress: Any) -> dict[str, Any]:
-    """Train one run in a worker process (resuming it if it was cut off) and save its result."""
+    """Train one run in a worker process, resuming it if it was cut off (the run writes its result)."""
     run_dir = Path(cfg.log_dir) / cfg.name
     ckpt = run_dir / CHECKPOINT_DIR
     if ckpt.exists():
@@ -132,17 +153,17 @@ def _run_one(cfg: TrainConfig, progress: Any) -> dict[str, Any]:
             progress.put((cfg.name, result["global_step"]))
             return result
         cfg = dataclasses.replace(cfg, resume=True)
-    result = train(cfg, on_iteration=lambda step: progress.put((cfg.name, step)))
-    result = {k: v for k, v in result.items() if k != "eval"} | {"final_eval": result["eval"], "algo": cfg.algo,
-                                                                 "seed": cfg.seed}
-    (run_dir / RESULT_FILE).write_text(json.dumps(result, indent=1))
-    return result
+    return train(cfg, on_iteration=lambda step: progress.put((cfg.name, step)))
 
 
 def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     """Train every run (unless `report_only`), then write compare.png and compare.md."""
     runs = run_configs(cfg)
     root = Path(runs[0].log_dir)
+    if cfg.dry_run:
+        for run in runs:
+            print(train_command(run))
+        return {}
     if not cfg.report_only:
         root.mkdir(parents=True, exist_ok=True)
         (root / "compare_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
