@@ -56,7 +56,7 @@ def test_ranks_agree_and_only_rank_0_writes(tmp_path):
     assert len([f for f in files if "tfevents" in f]) == 1, files
     assert sorted(f for f in files if "tfevents" not in f) == [
         "tiny/checkpoint/COMPLETE", "tiny/checkpoint/config.json", "tiny/checkpoint/policy.safetensors",
-        "tiny/checkpoint/trainer_state.pt"]
+        "tiny/checkpoint/trainer_state.pt", "tiny/result.json"]
     state = torch.load(runs / "tiny" / CHECKPOINT_DIR / "trainer_state.pt", weights_only=False)
     assert len(state["ranks"]) == 2  # every rank's matches and random streams
     envs = [s["trainer"]["rollout"]["env"]["x"] for s in state["ranks"]]  # [N, B] player positions

@@ -35,7 +35,7 @@ def test_train_eval_watch_resume(tmp_path, capsys, device):
     run = tmp_path / "runs"
     main(["train", "--preset", "tiny", "--log-dir", str(run), "--seed", "1", "--max-cycles", "16", "--device", device])
     ckpt = run / "tiny" / "checkpoint"
-    assert {p.name for p in ckpt.iterdir()} == {"policy.safetensors", "config.json", "trainer_state.pt"}
+    assert {p.name for p in ckpt.iterdir()} == {"policy.safetensors", "config.json", "trainer_state.pt", "COMPLETE"}
 
     # the parameters changed from their initialisation (which a run with learning rate 0 keeps,
     # which shows that `fresh` really is the initialisation; built on the CPU, as `load_file` reads)
