@@ -303,3 +303,25 @@ def test_episode_returns_split_at_match_ends():
     # column 0: episodes {0, 1} and {2, 3}; column 1: {0, 1, 2} and {3}
     assert episode_returns(rewards, dones).tolist() == [[4.0, 3.0], [4.0, 3.0], [12.0, 3.0], [12.0, 4.0]]
     assert episode_returns(rewards).tolist() == [[16.0, 7.0]] * 4
+
+
+def test_outcome_advantages_credit_each_step_with_its_own_match():
+    """A match ends after step 1 of a 3-step segment: steps 0-1 are compared on the old match's
+    return, step 2 on the new one's, across the group at each step."""
+    from marl_grpo.envs import SoccerConfig
+    from marl_grpo.rl.grpo import GRPOLearner
+    from marl_grpo.rl.rollout import Segment
+
+    cfg = TrainConfig(num_envs=4, group_size=2, group_mode="branch", supervision="outcome")
+    learner = GRPOLearner(SoccerPolicy(35, hidden=8, device="cpu"), cfg, SoccerConfig(team_size=2))
+    rewards = torch.tensor([[[1.0], [0.0], [2.0], [0.0]], [[1.0], [1.0], [0.0], [0.0]], [[0.0], [3.0], [1.0], [5.0]]])
+    dones = torch.tensor([[False] * 4, [True, True, False, False], [False] * 4])  # matches 0, 1 end after step 1
+    segment = Segment(obs=torch.zeros(3, 4, 1, 35), actions=torch.zeros(3, 4, 1, dtype=torch.long),
+                      logp=torch.zeros(3, 4, 1), rewards=rewards, dones=dones, team=torch.zeros(1, dtype=torch.long),
+                      episode_returns=[], episode_results=[], agents=torch.arange(1), next_obs=torch.zeros(4, 1, 35))
+    adv = learner.advantages(segment)[0].advantages  # [S, T]
+    h = 2 ** -0.5  # two members: (x - mean) / std = +-(1 / sqrt 2), whatever their gap
+    # group {0, 1} (copies): returns 2 vs 1 over steps 0-1, then 0 vs 3 at step 2 (without the split:
+    # 2 vs 4 at every step); group {2, 3}: 3 vs 5 throughout
+    expected = torch.tensor([[h, h, -h], [-h, -h, h], [-h, -h, -h], [h, h, h]])
+    torch.testing.assert_close(adv, expected, atol=1e-3, rtol=0)
