@@ -73,7 +73,7 @@ def test_compare_end_to_end(tmp_path, capsys):
     for algo in ("grpo", "ppo"):
         assert summary[algo]["seeds"] == 2
         assert summary[algo]["final_win_rate"] == pytest.approx(np.mean(finals[algo]))
-    assert summary["ppo"]["parameters"]["critic_parameters"] > 0
+    assert summary["ppo"]["parameters"]["critic_parameters"] == 27 * 128 + 128 + 128 * 128 + 128 + 128 + 1
     assert "critic_parameters" not in summary["grpo"]["parameters"]
     table = (root / "compare.md").read_text()
     for row in ("final win rate", "env steps to 50% wins", "wall time to 80% wins", "agent-steps/s",

@@ -91,6 +91,7 @@ def test_advantages_are_gae_of_the_critic(critic, device):
             x = obs if critic == "decentralized" else torch.cat(
                 [state, torch.nn.functional.one_hot(segment.agents[c], env.num_agents).float()])
             return float(learner.critic(x)) * std + mean
+        values, returns = [], []
         for b in range(B):
             for c in range(C):
                 states = segment.states if segment.states is not None else torch.zeros(T, B, 1)
@@ -102,8 +103,13 @@ def test_advantages_are_gae_of_the_critic(critic, device):
                     delta = float(segment.rewards[t, b, c]) + gamma * not_done * nxt - v
                     running = delta + gamma * lam * not_done * running
                     assert adv[t, b * C + c] == pytest.approx(running, abs=1e-4)
+                    values.append(v)
+                    returns.append(running + v)
                     nxt = v
-    assert -1.0 <= stats["losses/explained_variance"] <= 1.0
+    # CleanRL's explained variance of the rollout's values against the GAE returns
+    values, returns = np.array(values), np.array(returns)
+    expected = 1 - np.var(returns - values) / np.var(returns)
+    assert stats["losses/explained_variance"] == pytest.approx(expected, abs=1e-3)
 
 
 def test_update_uses_the_shared_policy_loss_and_trains_the_critic(monkeypatch, device):

@@ -75,8 +75,8 @@ def setup(device: str) -> tuple[Shard, torch.device, bool]:
     resolved = resolve_device(device)
     if resolved.type == "cuda" and resolved.index is None and shard.distributed:
         resolved = torch.device("cuda", shard.local_rank)
-    if resolved.type == "cuda":
-        torch.cuda.set_device(resolved)
+    if resolved.type == "cuda" and resolved.index is not None:
+        torch.cuda.set_device(resolved)  # NCCL's collectives use the current device
     created = False
     if shard.distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
