@@ -102,3 +102,11 @@ def test_dry_run_prints_one_train_command_per_run(tmp_path, capsys):
         args = shlex.split(line)
         assert args[:2] == ["marl-grpo", "train"]
         assert parse_with_preset(args[2:], PRESETS, "2v2", "marl-grpo train", "") == run  # the same run
+
+
+def test_a_preset_copy_is_independent_of_the_preset():
+    cfg = compare_preset("tiny")
+    cfg.algo_args["ppo"] = "--critic decentralized"
+    cfg.train.log_dir = "elsewhere"
+    fresh = compare_preset("tiny")
+    assert fresh.algo_args["ppo"] == "--update-epochs 4" and fresh.train.log_dir == "runs"

@@ -8,6 +8,7 @@ unknown preset ends the command with `SystemExit("<command>: <message>")`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, TypeVar
 
@@ -19,10 +20,11 @@ ConfigT = TypeVar("ConfigT")
 
 
 def pick_preset(presets: dict[str, ConfigT], name: str) -> ConfigT:
-    """A fresh copy of `presets[name]`; a clear error for an unknown name."""
+    """A fresh deep copy of `presets[name]` (changing it, nested configs and dicts included, leaves
+    the preset alone); a clear error for an unknown name."""
     if name not in presets:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(presets)}")
-    return dataclasses.replace(presets[name])
+    return copy.deepcopy(presets[name])
 
 
 def given_fields(argv: list[str], cls: type) -> frozenset[str]:
