@@ -110,8 +110,7 @@ class LLMConfig(RunConfig):
         if self.prompts_per_step % self.num_minibatches:
             raise ValueError(
                 f"num_minibatches={self.num_minibatches} must divide prompts_per_step={self.prompts_per_step}")
-        if not 1 <= self.team_size <= MAX_TEAM_SIZE:
-            raise ValueError(f"team_size={self.team_size!r} is invalid: expected an int in [1, {MAX_TEAM_SIZE}]")
+        check_int(self, "team_size", high=MAX_TEAM_SIZE)
         check_number(self, "temperature", low_open=True)
         check_number(self, "top_p", high=1.0, low_open=True)
         check_number(self, "opponent_strength", high=1.0)

@@ -118,8 +118,7 @@ class TrainConfig(RunConfig):
         for name in ("num_envs", "total_env_steps", "branch_horizon", "max_cycles", "hidden", "critic_hidden",
                      "eval_matches", "group_size"):
             check_int(self, name)
-        if not 1 <= self.team_size <= MAX_TEAM_SIZE:
-            raise ValueError(f"team_size={self.team_size!r} is invalid: expected an int in [1, {MAX_TEAM_SIZE}]")
+        check_int(self, "team_size", high=MAX_TEAM_SIZE)
         groups = self.groups  # parses group_mode
         if self.learner.uses_groups and groups.copies_matches and (
                 self.group_size < 2 or self.num_envs % self.group_size):

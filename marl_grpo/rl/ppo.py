@@ -47,11 +47,8 @@ class ValueNormalizer:
     def update(self, returns: torch.Tensor) -> None:
         """Add a batch of targets (under torchrun: every rank's batch, so the statistics agree)."""
         if self.enabled:
-            x = returns.detach().double().reshape(-1)
-            moments = distributed.all_reduce_sum(torch.stack([x.new_tensor(float(x.numel())), x.sum(), (x * x).sum()]))
-            count, total, squares = moments.tolist()
-            mean = total / count
-            self.stats.update_from_moments(np.float64(mean), np.float64(max(squares / count - mean * mean, 0.0)), count)
+            count, mean, var = (float(v) for v in distributed.moments(returns))
+            self.stats.update_from_moments(np.float64(mean), np.float64(var), count)
 
     def _moments(self) -> tuple[float, float]:
         return float(self.stats.mean), float(np.sqrt(self.stats.var + 1e-8))

@@ -44,10 +44,11 @@ def check_choice(cfg: Any, name: str, allowed: Iterable[str]) -> None:
         raise ValueError(f"{name}={getattr(cfg, name)!r} is invalid: expected one of {allowed}")
 
 
-def check_int(cfg: Any, name: str, low: int = 1) -> None:
+def check_int(cfg: Any, name: str, low: int = 1, high: int | None = None) -> None:
     value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is invalid: expected an int >= {low}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
+        raise ValueError(f"{name}={value!r} is invalid: expected {expected}")
 
 
 def check_number(cfg: Any, name: str, low: float = 0.0, high: float = math.inf, low_open: bool = False) -> None:

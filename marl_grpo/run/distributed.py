@@ -100,6 +100,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(count, mean, population variance) of every element of `x` on every rank, in float64
+    (one all-reduce of count, sum and sum of squares; `x` itself is not sent)."""
+    x = x.detach().double().reshape(-1)
+    count, total, squares = all_reduce_sum(torch.stack([x.new_tensor(float(x.numel())), x.sum(), (x * x).sum()]))
+    mean = total / count
+    return count, mean, (squares / count - mean * mean).clamp(min=0)
+
+
 def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
     """Replace every gradient by its mean over ranks: one all-reduce of the flattened gradients
     (a parameter without a gradient on some rank counts as zero there)."""

@@ -71,12 +71,9 @@ class UpdateBatch:
 
 def _normalize(adv: torch.Tensor) -> torch.Tensor:
     """Standardise with the minibatch's mean and (unbiased) std, over every rank's minibatch."""
-    moments = distributed.all_reduce_sum(
-        torch.stack([adv.new_tensor(float(adv.numel())), adv.sum(), (adv * adv).sum()]).double())
-    count, total, squares = moments
-    mean = total / count
-    var = (squares - count * mean * mean) / (count - 1).clamp(min=1)
-    return (adv - mean.to(adv.dtype)) / (var.clamp(min=0).sqrt().to(adv.dtype) + 1e-8)
+    count, mean, var = distributed.moments(adv)
+    unbiased = var * count / (count - 1).clamp(min=1)
+    return (adv - mean.to(adv.dtype)) / (unbiased.sqrt().to(adv.dtype) + 1e-8)
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
