@@ -21,6 +21,7 @@ from typing import Any
 from marl_grpo.agents import ARCHS, BOT_NAMES, CRITIC_KINDS
 from marl_grpo.envs.config import MAX_TEAM_SIZE
 from marl_grpo.rl.groups import Groups
+from marl_grpo.rl.league import SAMPLINGS, parse_anchors
 from marl_grpo.rl.learners import LEARNERS, PolicyLearner
 from marl_grpo.run.config import RunConfig, check_choice, check_int, check_number
 from marl_grpo.run.presets import pick_preset
@@ -46,9 +47,29 @@ class TrainConfig(RunConfig):
     max_cycles: int = 300
     """match length in steps"""
     opponent: str = "team"
-    """who plays red: a scripted bot (random, chaser, team) or `self` (the policy plays both sides and learns from both)"""
+    """who plays red: a scripted bot (random, chaser, team), `self` (the policy plays both sides and
+    learns from both) or `league` (past selves, anchors and itself, with ratings: `marl_grpo.rl.league`)"""
     opponent_strength: float = 1.0
     """strength in [0, 1] of the scripted opponent"""
+
+    # ------------------------------------------------------------------ league (--opponent league)
+    league_latest_ratio: float = 0.5
+    """share of matches where red is the current policy itself (mirrored self-play, both sides learn)"""
+    league_sampling: str = "pfsp"
+    """how a pool member is drawn: uniform, or pfsp (weight (1 - p)^2, p the learner's recent
+    score against it: AlphaStar's prioritised fictitious self-play)"""
+    league_snapshot_every: int = 20
+    """iterations between frozen snapshots of the learner added to the pool (runs/<name>/league/)"""
+    league_size: int = 16
+    """snapshots kept in the pool (the oldest leaves first); the anchors come on top"""
+    league_keep_every: int = 0
+    """keep the files of every k-th snapshot after it leaves the pool (0: delete them)"""
+    league_anchors: str = "team,chaser"
+    """scripted pool members, comma-separated bot names with an optional strength (team,chaser:0.5; empty: none)"""
+    league_window: int = 100
+    """recent results per member that PFSP reads"""
+    league_elo_k: float = 4.0
+    """Elo K factor: rating points per match per unit of surprise (updated once per iteration)"""
     reward_dist_to_ball: float = 0.001
     """weight of the distance-to-ball shaping term (the other env reward weights keep their defaults)"""
 
@@ -109,7 +130,14 @@ class TrainConfig(RunConfig):
         check_choice(self, "critic", CRITIC_KINDS)
         check_choice(self, "arch", ARCHS)
         check_choice(self, "supervision", SUPERVISIONS)
-        check_choice(self, "opponent", (*BOT_NAMES, "self"))
+        check_choice(self, "opponent", (*BOT_NAMES, "self", "league"))
+        check_choice(self, "league_sampling", SAMPLINGS)
+        check_number(self, "league_latest_ratio", high=1.0)
+        check_number(self, "league_elo_k")
+        for name in ("league_snapshot_every", "league_size", "league_window"):
+            check_int(self, name)
+        check_int(self, "league_keep_every", low=0)
+        parse_anchors(self.league_anchors)
         check_choice(self, "eval_opponent", BOT_NAMES)
         for name in ("gamma", "gae_lambda", "opponent_strength", "eval_strength"):
             check_number(self, name, high=1.0)

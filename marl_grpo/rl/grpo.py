@@ -43,10 +43,15 @@ class GRPOLearner(PolicyLearner):
             adv = group_advantages(outcomes.T, group_ids=ids, scale=cfg.scale).T
         else:
             adv = process_group_advantages(rewards, group_ids=ids, gamma=cfg.gamma, scale=cfg.scale, dones=dones)
+        keep = segment.learned_rows()
+        if keep is not None:  # statistics of the learner's own sequences
+            returns, ids, learned_adv = returns[keep], ids[keep], adv[:, keep]
+        else:
+            learned_adv = adv
         stats = {f"grpo/{k}": v for k, v in group_stats(returns, group_ids=ids).items()}
         stats["grpo/group_size"] = torch.unique(ids, return_counts=True)[1].float().mean()
         stats["grpo/reward_mean"] = returns.mean()
-        stats["grpo/adv_abs_mean"] = adv.abs().mean()
+        stats["grpo/adv_abs_mean"] = learned_adv.abs().mean()
         values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=adv.device)
                               for v in stats.values()]).tolist()  # one host sync
         return self.policy_batch(segment, adv), dict(zip(stats, values))

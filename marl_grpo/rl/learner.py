@@ -58,15 +58,21 @@ class PolicyLearner:
 
     def policy_batch(self, segment: Segment, advantages: torch.Tensor, aux_loss: AuxLoss | None = None,
                      normalize_advantages: bool = False) -> UpdateBatch:
-        """The `UpdateBatch` of a segment's S = B * C sequences with advantages [T, S].
+        """The `UpdateBatch` of a segment's S = B * C sequences with advantages [T, B * C] (only the
+        learned ones, `Segment.learned_rows`, when a league plays).
 
         Everything is laid out [S, T] and contiguous once here, so that a minibatch of sequences is
         a contiguous slice of rows and every tensor of the loss has the same layout.
         """
         T, B, C, D = segment.obs.shape
-        S = B * C
-        obs = segment.obs.reshape(T, S, D).transpose(0, 1).contiguous()  # [S, T, D]
-        actions = segment.actions.reshape(T, S).T.contiguous()  # [S, T]
+        obs = segment.obs.reshape(T, B * C, D).transpose(0, 1)  # [S, T, D]
+        actions = segment.actions.reshape(T, B * C).T  # [S, T]
+        old_logp, advantages = segment.logp.reshape(T, B * C).T, advantages.T
+        keep = segment.learned_rows()
+        if keep is not None:  # only the learner's own sequences (a league's pool members play red)
+            obs, actions, old_logp, advantages = obs[keep], actions[keep], old_logp[keep], advantages[keep]
+        obs, actions = obs.contiguous(), actions.contiguous()
+        S = obs.shape[0]
 
         def log_probs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return self.policy.evaluate(obs[rows], actions[rows])  # [s, T] each
@@ -75,8 +81,8 @@ class PolicyLearner:
         if self.ref_policy is not None:
             with torch.no_grad():
                 ref_logp = self.ref_policy.evaluate(obs, actions)[0]
-        return UpdateBatch(advantages=advantages.T.contiguous(), log_probs=log_probs, num_units=S,
-                           old_logp=segment.logp.reshape(T, S).T.contiguous(), ref_logp=ref_logp, max_len=T,
+        return UpdateBatch(advantages=advantages.contiguous(), log_probs=log_probs, num_units=S,
+                           old_logp=old_logp.contiguous(), ref_logp=ref_logp, max_len=T,
                            aux_loss=aux_loss, normalize_advantages=normalize_advantages)
 
     def refresh_reference(self) -> None:

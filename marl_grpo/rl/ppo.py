@@ -110,6 +110,9 @@ class PPOLearner(PolicyLearner):
         S = B * C
         inputs, old_values = inputs.reshape(T, S, -1), values.reshape(T, S)
         targets = self.value_norm.normalize(returns).reshape(T, S)
+        keep = segment.learned_rows()
+        if keep is not None:  # the critic learns the learner's own sequences, as the policy
+            inputs, old_values, targets = inputs[:, keep], old_values[:, keep], targets[:, keep]
         clip = self.cfg.clip_eps if self.cfg.clip_vloss else None
 
         def critic_loss(rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

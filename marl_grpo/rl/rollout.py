@@ -17,6 +17,7 @@ import torch
 from marl_grpo.agents import Bot, SoccerPolicy
 from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.rl.groups import Groups
+from marl_grpo.rl.league import League
 
 
 @dataclass
@@ -36,11 +37,21 @@ class Segment:
     next_obs: torch.Tensor  # [B, C, D] observation after the last step (PPO bootstraps its value)
     states: torch.Tensor | None = None  # [T, B, S] global state before each step (centralized critic)
     next_state: torch.Tensor | None = None  # [B, S] global state after the last step
+    learned: torch.Tensor | None = None  # [B, C] bool, the sequences the learner trains on (None: all)
+
+    def learned_rows(self) -> torch.Tensor | None:
+        """Indices m = b * C + c of the learned sequences (None: every sequence): against a league
+        pool member, red is the member's play, not the learner's."""
+        return None if self.learned is None else self.learned.reshape(-1).nonzero().squeeze(1)
 
 
 class Collector:
     """Steps `env` with `policy` (for the controlled agents) and `opponent` (for the others);
     `groups` (None: no groups, as PPO) prepares each segment.
+
+    `opponent`: a scripted `Bot` (the policy controls blue), None (self-play: the policy controls
+    everyone), or a `League` (`marl_grpo.rl.league`: the policy acts for blue, and for red in the
+    matches where it plays itself; pool members play red in the others).
 
     `shard = (index, count)`: `env` holds slice `index` of `count` equal slices of the run's
     matches (one per process under torchrun). Its matches are seeded as that slice of a single
@@ -48,19 +59,23 @@ class Collector:
     single process's draws, so the split run plays exactly the same matches.
     """
 
-    def __init__(self, env: SoccerVecEnv, policy: SoccerPolicy, opponent: Bot | None, groups: Groups | None,
-                 seed: int, record_state: bool = False, shard: tuple[int, int] = (0, 1)):
-        self.env, self.policy, self.opponent, self.groups = env, policy, opponent, groups
+    def __init__(self, env: SoccerVecEnv, policy: SoccerPolicy, opponent: Bot | League | None,
+                 groups: Groups | None, seed: int, record_state: bool = False, shard: tuple[int, int] = (0, 1)):
+        self.env, self.policy, self.groups = env, policy, groups
+        self.league = opponent if isinstance(opponent, League) else None
+        self.opponent = None if self.league is not None else opponent
         self.shard = shard
         first_match = shard[0] * env.num_envs  # this slice's first match in the whole batch
-        if opponent is not None:
-            opponent.shard = shard
+        if self.opponent is not None:
+            self.opponent.shard = shard
         self.record_state = record_state  # keep `env.state()` for a centralized critic
         n_blue, n = env.config.n_blue, env.num_agents
         device = env.device
-        # self-play (no opponent): the policy controls everyone, and learns from both sides
-        self.controlled = torch.arange(n if opponent is None else n_blue, device=device)
-        self.others = torch.arange(n_blue, n, device=device) if opponent is not None else None
+        # self-play and league: the policy may control everyone, and learns from both sides
+        self.controlled = torch.arange(n if self.opponent is None else n_blue, device=device)
+        self.others = torch.arange(n_blue, n, device=device) if self.opponent is not None else None
+        # whose episode returns and results are reported: blue against a league (the learner's side)
+        self.reported = torch.arange(n_blue if self.league is not None else len(self.controlled), device=device)
         self.team = (self.controlled >= n_blue).long()
         self.generator = torch.Generator(device=policy.device).manual_seed(seed)
         self.obs = env.reset(seed=seed + first_match)
@@ -72,12 +87,24 @@ class Collector:
             self.obs = self.obs if started is None else started
         env = self.env
         B = env.num_envs
+        learned = rows = None
+        if self.league is not None:
+            learned = self.league.start_segment(env, steps)
+            rows = learned.reshape(-1).nonzero().squeeze(1)
         obs_buf, act_buf, logp_buf, rew_buf, done_buf, state_buf = [], [], [], [], [], []
         episode_returns, episode_results = [], []
         obs = self.obs
         for _ in range(steps):
             own = obs[:, self.controlled]
-            actions, logp = self.policy.act(own, generator=self.generator, shard=self.shard)
+            if rows is not None:
+                # the policy acts for the learned rows in one pass; pool members fill in red
+                acted, acted_logp = self.policy.act(own.reshape(-1, own.shape[-1])[rows], generator=self.generator)
+                actions = torch.zeros(B, env.num_agents, dtype=torch.long, device=env.device)
+                logp = torch.zeros(B, env.num_agents, device=acted_logp.device)
+                actions.view(-1)[rows], logp.view(-1)[rows] = acted, acted_logp
+                self.league.act(obs, actions)
+            else:
+                actions, logp = self.policy.act(own, generator=self.generator, shard=self.shard)
             full = actions
             if self.opponent is not None:
                 full = torch.empty(B, env.num_agents, dtype=torch.long, device=env.device)
@@ -94,10 +121,13 @@ class Collector:
             done_buf.append(done)
             if bool(done.any()):
                 ended = done.nonzero()[:, 0]
-                episode_returns += infos["episode_return"][ended][:, self.controlled].mean(1).tolist()
+                episode_returns += infos["episode_return"][ended][:, self.reported].mean(1).tolist()
                 # blue's result (in self-play both sides are the policy, so this is just blue's view)
                 score = infos["final_score"][ended]
-                episode_results += (score[:, 0] - score[:, 1]).sign().float().tolist()
+                results = (score[:, 0] - score[:, 1]).sign().float().tolist()
+                episode_results += results
+                if self.league is not None:
+                    self.league.record(ended, results)
         self.obs = obs
         return Segment(
             obs=torch.stack(obs_buf), actions=torch.stack(act_buf), logp=torch.stack(logp_buf),
@@ -105,7 +135,7 @@ class Collector:
             episode_returns=episode_returns, episode_results=episode_results,
             agents=self.controlled, next_obs=obs[:, self.controlled],
             states=torch.stack(state_buf) if self.record_state else None,
-            next_state=env.state() if self.record_state else None,
+            next_state=env.state() if self.record_state else None, learned=learned,
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -114,7 +144,8 @@ class Collector:
         modes' counters (exact resume)."""
         return {"env": self.env.get_state(), "sampling_rng": self.generator.get_state(),
                 "groups": None if self.groups is None else self.groups.state_dict(),
-                "opponent": None if self.opponent is None else self.opponent.state_dict()}
+                "opponent": None if self.opponent is None else self.opponent.state_dict(),
+                "league": None if self.league is None else self.league.rank_state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.obs = self.env.set_state({k: v.to(self.env.device) for k, v in state["env"].items()})
@@ -123,3 +154,5 @@ class Collector:
             self.groups.load_state_dict(state["groups"])
         if self.opponent is not None:
             self.opponent.load_state_dict(state["opponent"])
+        if self.league is not None:
+            self.league.load_rank_state_dict(state["league"])

@@ -21,11 +21,12 @@ from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.rl.config import TrainConfig
 from marl_grpo.rl.evaluate import evaluate
 from marl_grpo.rl.groups import Groups
+from marl_grpo.rl.league import League
 from marl_grpo.rl.learner import PolicyLearner
 from marl_grpo.rl.rollout import Collector, Segment
 from marl_grpo.run.checkpoint import load_policy, read_config, write_policy
 from marl_grpo.run.distributed import Shard
-from marl_grpo.run.files import EVAL_SEED
+from marl_grpo.run.files import EVAL_SEED, LEAGUE_DIR
 from marl_grpo.run.loop import Trainer, run_training
 from marl_grpo.run.update import UpdateBatch
 
@@ -56,14 +57,20 @@ class SoccerTrainer(Trainer):
             raise ValueError(f"num_envs={cfg.num_envs} over {shard.world_size} processes gives {num_envs} matches "
                              f"each, not a multiple of group_size={cfg.group_size}: a group must stay on one process")
         self.env = env = SoccerVecEnv(num_envs=num_envs, device=device, **cfg.env_kwargs())
+        # the fewest sequences a batch can have (a league's batch has blue's, plus red's against itself)
         sequences = num_envs * (env.num_agents if cfg.opponent == "self" else env.config.n_blue)
         if cfg.num_minibatches > sequences:
             raise ValueError(f"num_minibatches={cfg.num_minibatches} is more than the {sequences} sequences (players' "
                              f"segments) of a process's batch: use at most {sequences}")
         self.policy = SoccerPolicy(env.config, arch=cfg.arch, hidden=cfg.hidden, device=device)
-        self.opponent = None if cfg.opponent == "self" else make_bot(
-            cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device)
         self.learner = make_learner(self.policy, cfg, env)
+        self.league = None
+        if cfg.opponent == "league":
+            block = cfg.group_size if self.learner.uses_groups and cfg.groups.copies_matches else 1
+            folder = Path(cfg.log_dir) / cfg.name / LEAGUE_DIR if shard.is_main else None
+            self.league = League(cfg, env, self.policy, block, folder, rank=shard.rank)
+        self.opponent = self.league if cfg.opponent in ("self", "league") else make_bot(
+            cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device)
         self.collector = make_collector(env, self.policy, self.opponent, self.learner, cfg, shard)
         self.optimizer, self.parameters = self.learner.optimizer, self.learner.parameters
         if checkpoint is not None:
@@ -97,6 +104,14 @@ class SoccerTrainer(Trainer):
             scalars["charts/win_rate_train"] = float(np.mean([r > 0 for r in segment.episode_results]))
         return scalars
 
+    def end_iteration(self, iteration: int) -> dict[str, float]:
+        if self.league is None:
+            return {}
+        scalars = self.league.end_iteration()
+        if (iteration + 1) % self.cfg.league_snapshot_every == 0:
+            self.league.add_snapshot(iteration + 1, self.cfg.to_dict())
+        return scalars
+
     def refresh_reference(self) -> None:
         self.learner.refresh_reference()
 
@@ -123,10 +138,13 @@ class SoccerTrainer(Trainer):
         return read_config(checkpoint).get("train", {})
 
     def state_dict(self) -> dict[str, Any]:
-        return {"learner": self.learner.state_dict()}
+        return {"learner": self.learner.state_dict(),
+                "league": None if self.league is None else self.league.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.learner.load_state_dict(state["learner"])
+        if self.league is not None:
+            self.league.load_state_dict(state["league"])
 
     def rank_state_dict(self) -> dict[str, Any]:
         return {"rollout": self.collector.state_dict()}

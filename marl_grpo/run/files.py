@@ -4,7 +4,9 @@ A run folder is ``<log_dir>/<name>/``: TensorBoard event files, and ``checkpoint
 
 - soccer: `POLICY_FILE` + `POLICY_CONFIG_FILE` (what ``eval`` and ``watch`` read) + `STATE_FILE`;
 - LLM: the Hugging Face files of ``save_pretrained`` (whose ``config.json`` is the *model's*
-  config, hence the LLM run config's own name `LLM_CONFIG_FILE`) + `STATE_FILE`.
+  config, hence the LLM run config's own name `LLM_CONFIG_FILE`) + `STATE_FILE`;
+
+and, for a soccer run against a league, ``league/`` with its pool's snapshots.
 """
 
 CHECKPOINT_DIR = "checkpoint"
@@ -19,6 +21,8 @@ POLICY_CONFIG_FILE = "config.json"
 """the soccer checkpoint's metadata: policy architecture, env config, observation layout, train config"""
 LLM_CONFIG_FILE = "llm_config.json"
 """the LLM run's config, beside the model's Hugging Face ``config.json``"""
+LEAGUE_DIR = "league"
+"""a league run's snapshots, one soccer checkpoint folder each (``league/snapshot-<iteration>``)"""
 RESULT_FILE = "result.json"
 """the summary of a run that ended (last evaluation, counters, timings, config), in its run folder"""
 

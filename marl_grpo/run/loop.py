@@ -12,6 +12,7 @@ writing and, under torchrun, the ranks (`marl_grpo.run.distributed`). A mode sup
     batch = trainer.collect()                          # rollout / prompts, generation and rewards
     update_batch, stats = trainer.advantages(batch)    # GRPO groups, GAE, ...
     stats |= policy_update(update_batch, ...)          # the one update step (marl_grpo.run.update)
+    stats |= trainer.end_iteration(iteration)          # e.g. a league's ratings and snapshots
     log, evaluate, checkpoint
 """
 
@@ -79,6 +80,11 @@ class Trainer:
 
     def batch_scalars(self, batch: Any, seconds: float, collect_seconds: float) -> dict[str, float]:
         """Scalars to log about the batch and its timing (rewards, episodes, throughput)."""
+        return {}
+
+    def end_iteration(self, iteration: int) -> dict[str, float]:
+        """Bookkeeping after the update of `iteration` (0-based), before the logs and the checkpoint
+        (a league's ratings and snapshots); scalars to log."""
         return {}
 
     def refresh_reference(self) -> None:
@@ -228,6 +234,7 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
                                          generator=trainer.update_generator)
             except FloatingPointError as err:
                 raise FloatingPointError(f"iteration {iteration + 1}: {err}") from None
+            scalars |= trainer.end_iteration(iteration)
             seconds = time.perf_counter() - start
             elapsed += seconds
 
