@@ -12,7 +12,13 @@ A *frame* is a plain dict of numpy values (what ``engine.frame(index)`` returns)
     kicking        bool [N]             players whose kick connected this step; optional
     player_vel     float [N, 2]         optional, unused by the picture
     ball_vel       float [2]            optional; a fast ball leaves a short motion streak
+    highlight      int or None          optional; index of a player to mark with a ring and a
+                                        "YOU" label (the one a person controls); default none
+    caption        str or None          optional; one line of text in a strip along the bottom
+                                        (e.g. which player you are and the keys); default none
     =============  ===================  ==========================================================
+
+Without ``highlight`` and ``caption`` the picture is exactly that of a frame without them.
 
 World coordinates run x in [-half_length, half_length] (blue attacks +x) and y in
 [-half_width, half_width] with y up. Everything on screen is scaled from the `SoccerConfig`,
@@ -61,6 +67,10 @@ SUPERSAMPLE = 2  # the static background is drawn at this scale and smoothed dow
 
 EVENT_COMMANDS = ("quit", "pause", "restart")
 """What `SoccerRenderer.poll_events` can return."""
+DEFAULT_COMMAND_KEYS = {"escape": "quit", "q": "quit", "space": "pause", "p": "pause", "r": "restart"}
+"""Key (pygame key name) -> command, as `poll_events` reports them unless told otherwise."""
+YOU_RING = (255, 255, 255)
+CAPTION_TEXT = (236, 240, 248)
 
 
 def _asset_bytes(name: str) -> bytes:
@@ -79,9 +89,12 @@ class SoccerRenderer:
             plus the score bar.
         fps: frames per second of the human window.
         title: window caption for ``"human"``.
+        command_keys: key (pygame key name, e.g. ``"space"``) -> command; default
+            `DEFAULT_COMMAND_KEYS`.
 
     Interactive viewers call `poll_events` between frames to get ``"quit"`` (window close, Esc,
-    q), ``"pause"`` (space, p) and ``"restart"`` (r).
+    q), ``"pause"`` (space, p) and ``"restart"`` (r), and `poll_keys` for the keys held down
+    (a person steering a player).
     """
 
     def __init__(
@@ -91,6 +104,7 @@ class SoccerRenderer:
         width: int | None = None,
         fps: int = 20,
         title: str = "marl-grpo soccer",
+        command_keys: Mapping[str, str] | None = None,
     ) -> None:
         if render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode={render_mode!r} is invalid: expected one of {RENDER_MODES}")
@@ -99,6 +113,10 @@ class SoccerRenderer:
             raise ValueError(f"width={width!r} is invalid: expected an int >= 160 (pixels)")
         if not fps > 0:
             raise ValueError(f"fps={fps!r} is invalid: expected a value > 0")
+        command_keys = dict(DEFAULT_COMMAND_KEYS if command_keys is None else command_keys)
+        bad = {k: v for k, v in command_keys.items() if v not in EVENT_COMMANDS}
+        if bad:
+            raise ValueError(f"command_keys={bad!r} is invalid: each command must be one of {EVENT_COMMANDS}")
 
         import pygame  # lazy: importing the env package must not need a display
 
@@ -107,6 +125,7 @@ class SoccerRenderer:
         self.render_mode = render_mode
         self.fps = fps
         self.title = title
+        self.command_keys = command_keys
 
         hl, hw = config.half_length_, config.half_width_
         self.width = width
@@ -124,6 +143,8 @@ class SoccerRenderer:
         self._window = None
         self._clock = None
         self._pending: list[str] = []
+        self._held: set[str] = set()  # keys down now (pygame key names)
+        self._tapped: set[str] = set()  # keys pressed since the last poll_keys
         if render_mode == "human":
             try:
                 pygame.display.init()
@@ -146,6 +167,8 @@ class SoccerRenderer:
         self._ball_shadow = self._disc_shadow(self.ball_px)
         self._kick_ring = self._draw_kick_ring()
         self._hud_cache: tuple[tuple, Any] | None = None
+        self._you_ring: Any = None  # drawn on first use: only `marl-grpo play` marks a player
+        self._caption_cache: tuple[str, Any] | None = None
 
     # ------------------------------------------------------------------ public API
     def world_to_pixel(self, x: float, y: float) -> tuple[float, float]:
@@ -176,6 +199,17 @@ class SoccerRenderer:
             self._collect_events()
         events, self._pending = self._pending, []
         return events
+
+    def poll_keys(self) -> set[str]:
+        """Keys (pygame key names: ``"left"``, ``"a"``, ``"space"``, ...) held down now, plus those
+        pressed since the last call, so that a tap shorter than a frame still counts once.
+
+        Always empty for ``"rgb_array"``.
+        """
+        if self._window is not None:
+            self._collect_events()
+        keys, self._tapped = self._held | self._tapped, set()
+        return keys
 
     def close(self) -> None:
         """Close the window (if any). Safe to call twice."""
@@ -218,7 +252,25 @@ class SoccerRenderer:
             "score": (int(score[0]), int(score[1])),
             "t": int(frame.get("t", 0)),
             "kicking": kicking,
+            "highlight": self._check_highlight(frame.get("highlight")),
+            "caption": self._check_caption(frame.get("caption")),
         }
+
+    def _check_highlight(self, highlight: Any) -> int | None:
+        if highlight is None:
+            return None
+        n = self.config.num_agents
+        if isinstance(highlight, (bool, np.bool_)) or not isinstance(highlight, (int, np.integer)) \
+                or not 0 <= highlight < n:
+            raise ValueError(f"frame['highlight']={highlight!r} is invalid: expected None or a player index "
+                             f"in [0, {n})")
+        return int(highlight)
+
+    @staticmethod
+    def _check_caption(caption: Any) -> str | None:
+        if caption is not None and not isinstance(caption, str):
+            raise ValueError(f"frame['caption'] must be a str or None, got {type(caption).__name__}")
+        return caption or None
 
     # ------------------------------------------------------------------ per-frame drawing
     def _draw(self, frame: dict[str, Any]) -> None:
@@ -235,11 +287,18 @@ class SoccerRenderer:
             team, slot = (0, index) if index < n_blue else (1, index - n_blue)
             if frame["kicking"][index]:
                 self._blit_centered(self._kick_ring, pos)
+            if index == frame["highlight"]:
+                self._blit_centered(self._highlight_ring(), pos)
             self._blit_centered(self._player_sprite(team, slot), pos)
 
         self._draw_ball(frame["ball_pos"], frame["ball_vel"])
         canvas.blit(self._goal_overlay, (0, 0))
+        if frame["highlight"] is not None:
+            self._draw_you_label(frame["player_pos"][frame["highlight"]])
         canvas.blit(self._hud(frame["score"], frame["t"]), (0, 0))
+        if frame["caption"] is not None:
+            strip = self._caption_strip(frame["caption"])
+            canvas.blit(strip, (0, self.height - strip.get_height()))
 
     def _blit_centered(self, sprite: Any, world_pos: np.ndarray, offset: float = 0.0) -> None:
         px, py = self.world_to_pixel(float(world_pos[0]), float(world_pos[1]))
@@ -297,6 +356,56 @@ class SoccerRenderer:
         ring_width = max(2, round(0.22 * self.player_px * ss))
         pg.draw.circle(big, (*KICK_FLASH, 235), (c, c), r * ss, width=ring_width)
         return pg.transform.smoothscale(big, (size, size))
+
+    def _highlight_ring(self) -> Any:
+        """A white ring with a dark edge (legible on grass and on the white lines) around a player."""
+        if self._you_ring is None:
+            pg = self._pg
+            ss = 4
+            r = self.player_px * 1.6
+            size = math.ceil(2 * r) + 4
+            big = pg.Surface((size * ss, size * ss), pg.SRCALPHA)
+            c = size * ss / 2
+            width = max(2, round(0.3 * self.player_px * ss))
+            pg.draw.circle(big, (255, 255, 255, 60), (c, c), r * ss)
+            pg.draw.circle(big, (0, 0, 0, 170), (c, c), r * ss + ss, width=width + 2 * ss)
+            pg.draw.circle(big, (*YOU_RING, 255), (c, c), r * ss, width=width)
+            self._you_ring = pg.transform.smoothscale(big, (size, size))
+        return self._you_ring
+
+    def _draw_you_label(self, pos: np.ndarray) -> None:
+        """A "YOU" tag above the marked player (below it when it stands at the top touchline)."""
+        pg = self._pg
+        font = self._font(max(13, round(self.player_px * 1.7)))
+        text = font.render("YOU", True, (20, 22, 28))
+        box = text.get_rect().inflate(round(self.player_px * 0.8), round(self.player_px * 0.2))
+        px, py = self.world_to_pixel(float(pos[0]), float(pos[1]))
+        gap = self.player_px * 1.75 + box.height / 2
+        cy = py - gap if py - gap - box.height / 2 >= self.hud_height + 2 else py + gap
+        box.center = (round(min(max(px, box.width / 2 + 2), self.width - box.width / 2 - 2)), round(cy))
+        pg.draw.rect(self._canvas, (255, 255, 255), box, border_radius=round(box.height * 0.35))
+        pg.draw.rect(self._canvas, (20, 22, 28), box, width=1, border_radius=round(box.height * 0.35))
+        self._canvas.blit(text, text.get_rect(center=(box.centerx, box.centery + 1)))
+
+    def _caption_strip(self, caption: str) -> Any:
+        """A translucent strip along the bottom edge holding one line of text, shrunk to fit.
+        It fills the run-off below the touchline (the line stays visible) where there is room."""
+        if self._caption_cache is not None and self._caption_cache[0] == caption:
+            return self._caption_cache[1]
+        pg = self._pg
+        line = max(2, round(0.009 * self.config.half_length_ * self.scale))
+        below = self.height - (self.world_to_pixel(0.0, -self.config.half_width_)[1] + line)
+        h = max(16, math.floor(below) - 1)
+        size = round(h * 0.9)
+        text = self._font(size).render(caption, True, CAPTION_TEXT)
+        while text.get_width() > self.width - 16 and size > 9:
+            size -= 1
+            text = self._font(size).render(caption, True, CAPTION_TEXT)
+        strip = pg.Surface((self.width, h), pg.SRCALPHA)
+        strip.fill((10, 12, 18, 175))
+        strip.blit(text, text.get_rect(center=(self.width / 2, h / 2 + 1)))
+        self._caption_cache = (caption, strip)
+        return strip
 
     def _player_sprite(self, team: int, slot: int) -> Any:
         key = (team, slot)
@@ -536,13 +645,16 @@ class SoccerRenderer:
             if event.type == pg.QUIT:
                 self._pending.append("quit")
             elif event.type == pg.KEYDOWN:
-                if event.key in (pg.K_ESCAPE, pg.K_q):
-                    self._pending.append("quit")
-                elif event.key in (pg.K_SPACE, pg.K_p):
-                    self._pending.append("pause")
-                elif event.key == pg.K_r:
-                    self._pending.append("restart")
+                name = pg.key.name(event.key)
+                self._held.add(name)
+                self._tapped.add(name)
+                if name in self.command_keys:
+                    self._pending.append(self.command_keys[name])
+            elif event.type == pg.KEYUP:
+                self._held.discard(pg.key.name(event.key))
+            elif event.type == getattr(pg, "WINDOWFOCUSLOST", None):
+                self._held.clear()  # the key-up events go to another window
         del self._pending[:-64]  # bounded if nobody polls
 
 
-__all__ = ["EVENT_COMMANDS", "RENDER_MODES", "STEPS_PER_SECOND", "SoccerRenderer"]
+__all__ = ["DEFAULT_COMMAND_KEYS", "EVENT_COMMANDS", "RENDER_MODES", "STEPS_PER_SECOND", "SoccerRenderer"]
