@@ -6,11 +6,13 @@
     marl-grpo llm [--preset tiny] [--model PATH] ...                a language model plays, trained by GRPO
     marl-grpo eval CHECKPOINT [--opponent team] [--matches 200]     win/draw/loss against a bot
     marl-grpo watch CHECKPOINT [--record match.gif]                 play a match in a window
+    marl-grpo play CHECKPOINT [--player blue_0] [--opponent team]   you play one player with the keyboard
     marl-grpo demo [--out runs/demo/match.gif] [--team-size 2] ...  a scripted match, recorded
     marl-grpo bench env [--threads 2] ...                           environment throughput
     marl-grpo bench train [--algo grpo|ppo] ...                     GRPO / PPO loop throughput and update cost
     marl-grpo study [--total-env-steps N] ...                       GRPO group modes side by side
     marl-grpo soak [--minutes 30] [--tolerance-mb 64]               train and watch memory for growth
+    marl-grpo tournament [CHECKPOINT ...] [--bots random,team]      round robin, payoff matrix, Elo ratings
 
 `python -m marl_grpo ...` is the same command.
 
@@ -96,6 +98,12 @@ def _soak(argv: list[str]) -> None:
     _checked("marl-grpo soak", run_soak, parse_config(SoakConfig, argv, "marl-grpo soak"))
 
 
+def _tournament(argv: list[str]) -> None:
+    from marl_grpo.tools.tournament import TournamentConfig, run_tournament
+
+    _checked("marl-grpo tournament", run_tournament, parse_config(TournamentConfig, argv, "marl-grpo tournament"))
+
+
 def _eval(argv: list[str]) -> None:
     from marl_grpo.play import EvalConfig, run_eval
 
@@ -106,6 +114,12 @@ def _watch(argv: list[str]) -> None:
     from marl_grpo.play import WatchConfig, run_watch
 
     _checked("marl-grpo watch", run_watch, parse_config(WatchConfig, argv, "marl-grpo watch"))
+
+
+def _play(argv: list[str]) -> None:
+    from marl_grpo.play import PlayConfig, run_play
+
+    _checked("marl-grpo play", run_play, parse_config(PlayConfig, argv, "marl-grpo play"))
 
 
 def _demo(argv: list[str]) -> None:
@@ -132,9 +146,11 @@ COMMANDS: dict[str, Callable[[list[str]], None] | dict[str, Callable[[list[str]]
     "llm": _llm,
     "eval": _eval,
     "watch": _watch,
+    "play": _play,
     "demo": _demo,
     "study": _study,
     "soak": _soak,
+    "tournament": _tournament,
     "bench": {"env": _bench_env, "train": _bench_train},
 }
 
