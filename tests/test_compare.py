@@ -110,3 +110,16 @@ def test_a_preset_copy_is_independent_of_the_preset():
     cfg.train.log_dir = "elsewhere"
     fresh = compare_preset("tiny")
     assert fresh.algo_args["ppo"] == "--update-epochs 4" and fresh.train.log_dir == "runs"
+
+
+def test_compare_runs_both_algorithms_against_a_league(tmp_path, capsys):
+    main(["compare", "--preset", "tiny", "--seeds", "1", "--train.log-dir", str(tmp_path), "--train.max-cycles", "16",
+          "--train.opponent", "league", "--train.league-snapshot-every", "1"])
+    for algo in ("grpo", "ppo"):
+        run = tmp_path / "compare-tiny" / f"{algo}_seed1"
+        result = json.loads((run / "result.json").read_text())
+        assert result["config"]["opponent"] == "league" and result["global_step"] == 384
+        assert sorted(p.name for p in (run / "league").iterdir()) == [f"snapshot-00000{i}" for i in (1, 2, 3)]
+        acc = EventAccumulator(str(run))
+        acc.Reload()
+        assert len(acc.Scalars("league/elo")) == 3 and "eval/win_rate" in acc.Tags()["scalars"]

@@ -203,6 +203,9 @@ PRESETS: dict[str, TrainConfig] = {
                            max_minutes=15.0, eval_every=50),
     # self-play, both sides learn
     "selfplay": TrainConfig(name="selfplay", opponent="self"),
+    # the self-play league (past selves, the team and chaser bots, itself), 15 minutes on 2 cores
+    "league-2v2": TrainConfig(name="league-2v2", opponent="league", total_env_steps=100_000_000, max_minutes=15.0,
+                              eval_every=50, league_snapshot_every=50),
     # one entity-encoder policy
     "entity": TrainConfig(name="entity", arch="entity"),
     # the smallest real run, for tests
