@@ -106,14 +106,16 @@ def test_elo_updates_by_hand(tmp_path):
     league.ratings.update(learner=1300.0, team=1200.0, chaser=1100.0)
     league.pending = [(0, 1.0), (0, 0.5), (1, 0.0), (LATEST, 1.0)]
     scalars = league.end_iteration()
-    e_team = 1 / (1 + 10 ** ((1200 - 1300) / 400))  # 0.640...
-    e_chaser = 1 / (1 + 10 ** ((1100 - 1300) / 400))  # 0.759...
-    assert expected_score(1300.0, 1200.0) == pytest.approx(e_team)
-    d_team = 8 * ((1 - e_team) + (0.5 - e_team))
-    d_chaser = 8 * (0 - e_chaser)
-    assert league.ratings["learner"] == pytest.approx(1300 + d_team + d_chaser)
-    assert league.ratings["team"] == pytest.approx(1200 - d_team)
-    assert league.ratings["chaser"] == pytest.approx(1100 - d_chaser)
+    learner, team, chaser = 1300.0, 1200.0, 1100.0
+    for score in (1.0, 0.5):  # one match at a time, in order
+        change = 8 * (score - 1 / (1 + 10 ** ((team - learner) / 400)))
+        learner, team = learner + change, team - change
+    change = 8 * (0.0 - 1 / (1 + 10 ** ((chaser - learner) / 400)))
+    learner, chaser = learner + change, chaser - change
+    assert expected_score(1300.0, 1200.0) == pytest.approx(0.6400649998)
+    assert league.ratings["learner"] == pytest.approx(learner)
+    assert league.ratings["team"] == pytest.approx(team) and league.ratings["chaser"] == pytest.approx(chaser)
+    assert learner < 1300 and chaser > 1100  # a win, a draw and a loss, the loss against a weaker member
     assert scalars["league/win_rate_vs_pool"] == pytest.approx(1 / 3)
     assert scalars["league/win_rate_vs_latest"] == 1.0
     assert list(league.recent["team"]) == [1.0, 0.5] and list(league.recent["chaser"]) == [0.0]

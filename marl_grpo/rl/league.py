@@ -22,9 +22,11 @@ on its matches in one batched call per step.
 Ratings: an online Elo (Elo 1978, "The Rating of Chessplayers, Past and Present"; the logistic
 expectation `E = 1 / (1 + 10^((R_o - R_l) / 400))` of FIDE's rules) for the learner and every
 member, all starting at 1200 (as ML-Agents' ghost trainer); a snapshot starts at the learner's
-rating when it was taken. The results of an iteration's finished matches update the ratings once
-per iteration, from the ratings at its start (a rating period): the learner gains `elo_k * (S -
-E)` per match. Matches against the learner itself move no rating. The league's whole state
+rating when it was taken. After each iteration its finished matches (of every rank, in match
+order) update the ratings one match at a time: the learner gains `elo_k * (S - E)` and the member
+loses as much. (One update from the ratings at the iteration's start would not do: the matches
+of a batch tend to end together, a thousand at once, and their summed changes overshoot by far.)
+Matches against the learner itself move no rating. The league's whole state
 (pool weights, ratings, recent results, random stream) is in the checkpoint: `--resume` keeps it.
 
 Under torchrun every rank draws the opponents of its own matches from its own stream (seeded by
@@ -224,8 +226,6 @@ class League:
         league's scalars to log."""
         results = [r for rank in distributed.all_gather(self.pending) for r in rank]
         self.pending = []
-        learner = self.ratings["learner"]
-        before = dict(self.ratings)
         vs_pool, vs_latest = [], []
         for opponent, score in results:
             if opponent == LATEST:
@@ -234,7 +234,7 @@ class League:
             name = self.members[opponent].name
             vs_pool.append(score)
             self.recent[name].append(score)
-            change = self.cfg.league_elo_k * (score - expected_score(learner, before[name]))
+            change = self.cfg.league_elo_k * (score - expected_score(self.ratings["learner"], self.ratings[name]))
             self.ratings["learner"] += change
             self.ratings[name] -= change
         scalars = {"league/elo": self.ratings["learner"], "league/pool_size": float(len(self.members))}
