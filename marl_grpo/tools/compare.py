@@ -196,7 +196,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- report
-def _scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
+def read_scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of one scalar tag of a run's event files ([] if absent)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -240,9 +240,9 @@ def load_runs(root: Path, algos: tuple[str, ...]) -> dict[str, list[dict[str, An
         for run_dir in sorted(root.glob(f"{algo}_seed*"), key=lambda p: int(p.name.rsplit("seed", 1)[1])):
             if not (run_dir / RESULT_FILE).exists():
                 continue
-            steps, win = _scalars(run_dir, "eval/win_rate")
-            wall_steps, wall = _scalars(run_dir, "eval/wall_time")
-            ret_steps, ret = _scalars(run_dir, "charts/episodic_return")
+            steps, win = read_scalars(run_dir, "eval/win_rate")
+            wall_steps, wall = read_scalars(run_dir, "eval/wall_time")
+            ret_steps, ret = read_scalars(run_dir, "charts/episodic_return")
             if steps.size == 0:
                 continue
             wall_at = dict(zip(wall_steps, wall))

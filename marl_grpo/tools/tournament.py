@@ -436,6 +436,41 @@ def plot_payoff(names: list[str], payoff: np.ndarray, path: Path, title: str) ->
     plt.close(fig)
 
 
+def plot_league_elo(run_dir: str | Path, path: str | Path) -> Path:
+    """The online Elo of a league run (`league/elo` and the anchors' `league/elo_<name>`, from its
+    TensorBoard events) against env steps, drawn into `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from marl_grpo.tools.compare import read_scalars
+
+    run_dir = Path(run_dir)
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    tags = sorted(t for t in accumulator.Tags()["scalars"] if t.startswith("league/elo"))
+    if "league/elo" not in tags:
+        raise FileNotFoundError(f"{str(run_dir)!r} has no league/elo scalars: is it a run with --opponent league?")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for tag in tags:
+        steps, values = read_scalars(run_dir, tag)
+        label = "learner" if tag == "league/elo" else tag.removeprefix("league/elo_") + " (anchor)"
+        ax.plot(steps / 1e6, values, lw=2.0 if tag == "league/elo" else 1.2, label=label)
+    ax.set_xlabel("env steps (millions)")
+    ax.set_ylabel("online Elo (all start at 1200)")
+    ax.set_title(f"league ratings during training: {run_dir.name}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def _listed(matrix: np.ndarray) -> list[list[float | None]]:
     return [[None if math.isnan(v) else float(v) for v in row] for row in matrix]
 
