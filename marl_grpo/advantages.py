@@ -7,16 +7,20 @@ Shape letters (the glossary is in `marl_grpo`'s docstring):
 
 - ``S``: sequences, the members of all groups flattened (e.g. players x branches x matches);
 - ``T``: time steps, or more generally columns normalised separately;
-- ``B``: parallel environments (any trailing shape is allowed for GAE); ``G``: groups.
+- ``B``: parallel environments (any trailing shape is allowed for GAE); ``G``: groups;
+- ``F``: reward components (TRL's reward functions), a trailing dim of multi-component rewards.
 """
 
 from __future__ import annotations
 
 import numbers
+from typing import Sequence
 
 import torch
 
 __all__ = [
+    "AGGREGATIONS",
+    "BASELINES",
     "SCALES",
     "episode_returns",
     "gae",
@@ -28,6 +32,12 @@ __all__ = [
 
 SCALES = ("group", "batch", "none")
 """Advantage scaling, named as TRL's ``GRPOConfig.scale_rewards``; ``"none"`` is Dr. GRPO."""
+
+BASELINES = ("mean", "loo")
+"""Group baselines: the group mean (GRPO) or the leave-one-out mean of the others (RLOO)."""
+
+AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
+"""How reward components combine, named as TRL's ``GRPOConfig.multi_objective_aggregation``."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -78,7 +88,7 @@ def _group_index(
 
 def _group_moments(
     values: torch.Tensor, index: torch.Tensor, num_groups: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-group mean, unbiased std and constancy, fully vectorised with ``index_add_``.
 
     Args:
@@ -86,9 +96,10 @@ def _group_moments(
         index: ``[S]`` dense group index.
 
     Returns:
-        ``(mean, std, constant)``, each ``[G, T]``. ``std`` is 0 for singleton groups (where the
-        unbiased std is undefined). ``constant`` is exact (max == min), so a group of identical
-        values is recognised even when rounding makes its computed std a tiny non-zero.
+        ``(mean, std, constant, sums, counts)``: the first four ``[G, T]``, ``counts`` ``[G, 1]``.
+        ``std`` is 0 for singleton groups (where the unbiased std is undefined). ``constant`` is
+        exact (max == min), so a group of identical values is recognised even when rounding
+        makes its computed std a tiny non-zero.
     """
     num_cols = values.shape[1]
     counts = torch.bincount(index, minlength=num_groups).to(values.dtype)[:, None]  # [G, 1]
@@ -104,7 +115,12 @@ def _group_moments(
     group_min = values.new_full((num_groups, num_cols), torch.inf).scatter_reduce(
         0, expanded, values, reduce="amin"
     )
-    return mean, std, group_max == group_min
+    return mean, std, group_max == group_min, sums, counts
+
+
+def _batch_std(values: torch.Tensor) -> torch.Tensor:
+    """``[S, T]`` -> ``[T]`` unbiased std over all members; 0 for a one-member batch (undefined)."""
+    return values.std(dim=0) if values.shape[0] > 1 else torch.zeros_like(values[0])
 
 
 def _check_scale_eps(scale: str, eps: float) -> None:
@@ -117,14 +133,36 @@ def _check_scale_eps(scale: str, eps: float) -> None:
 # --------------------------------------------------------------------------- group-relative
 
 
+def _relative(
+    values: torch.Tensor, index: torch.Tensor, num_groups: int, scale: str, eps: float, baseline: str
+) -> torch.Tensor:
+    """``[S, T]`` -> ``[S, T]``: each column against its group's baseline, scaled; constant groups exactly 0."""
+    mean, std, constant, sums, counts = _group_moments(values, index, num_groups)  # [G, T] ([G, 1])
+    if baseline == "mean":
+        advantages = values - mean[index]  # [S, T]
+    else:  # the mean of the other members: (sum - r_i) / (n - 1); singletons are constant, zeroed below
+        advantages = values - (sums[index] - values) / (counts[index] - 1).clamp(min=1)
+    if scale == "group":
+        advantages = advantages / (std[index] + eps)
+    elif scale == "batch":
+        # A one-member batch has an undefined std; every group is then constant anyway.
+        advantages = advantages / (_batch_std(values) + eps)
+    return torch.where(constant[index], torch.zeros_like(advantages), advantages)
+
+
 def group_advantages(
     returns: torch.Tensor,
     group_ids: torch.Tensor | None = None,
     group_size: int | None = None,
     scale: str = "group",
     eps: float = 1e-4,
+    *,
+    baseline: str = "mean",
+    aggregation: str = "sum_then_normalize",
+    components: bool = False,
+    reward_weights: Sequence[float] | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Group-relative advantages: each member's return against its group's mean.
+    """Group-relative advantages: each member's return against its group's baseline.
 
     DeepSeekMath's GRPO outcome supervision (Shao et al. 2024, sec. 4.1.2)::
 
@@ -139,40 +177,104 @@ def group_advantages(
     - ``"none"``: no division (Dr. GRPO, Liu et al. 2025, sec. 3.1: the std term biases
       updates towards too-easy and too-hard groups).
 
+    ``baseline`` (:data:`BASELINES`):
+
+    - ``"mean"``: the group mean above (GRPO);
+    - ``"loo"``: the leave-one-out mean of the *other* members, ``r_i - mean_{j != i} r_j``
+      (RLOO: Kool et al. 2019, "Buy 4 REINFORCE Samples, Get a Baseline for Free!";
+      Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style Optimization for
+      Learning from Human Feedback in LLMs"; TRL's ``RLOOTrainer``), an unbiased baseline since
+      it does not depend on ``r_i``. ``scale`` divides it by the same std as for ``"mean"``
+      (the group's, including ``r_i``; the batch's; or none, which is plain RLOO). Since
+      ``r_i - mean_{j != i} r_j = n / (n - 1) * (r_i - mean)``, in a group of ``n`` members it
+      is the mean-baseline advantage times ``n / (n - 1)``: the two differ by a constant for
+      equal-sized groups and weigh small groups more when sizes differ (soccer's team groups).
+
+    Multi-component rewards (``components=True``: a trailing dim ``F`` of reward components,
+    TRL's reward functions, weighted by ``reward_weights`` ``w``, default all 1), by
+    ``aggregation`` (:data:`AGGREGATIONS`, TRL 1.16's ``GRPOConfig.multi_objective_aggregation``):
+
+    - ``"sum_then_normalize"``: ``r = sum_f w_f r_f``, then the advantage above;
+    - ``"normalize_then_sum"`` (GDPO, "GDPO: Group reward-Decoupled Normalization Policy
+      Optimization for Multi-reward RL Optimization", arXiv 2601.05242): each component gets its own
+      group-relative advantage ``A_f`` (baseline and ``scale`` as above), then
+      ``A = sum_f w_f A_f`` is re-normalised over the batch, ``A / (std_batch(A) + eps)``
+      (per column). With ``scale="group"`` this is TRL's definition exactly (TRL then
+      ignores ``scale_rewards``). TRL also subtracts the batch mean of ``A``, which is 0 by
+      construction (every ``A_f`` sums to 0 within each group, for both baselines), so we skip
+      it and constant groups stay exactly 0. With ``scale="none"`` nothing is divided, neither
+      per component nor after the sum, and the result equals ``sum_then_normalize`` up to
+      rounding. A single reward (``components=False``) is one component: the batch
+      re-normalisation is then all that ``normalize_then_sum`` changes, as in TRL.
+
     A group whose members all have the same return (including a singleton group) gives
-    exactly 0 for every member, never NaN: it carries no relative signal.
+    exactly 0 for every member, never NaN: it carries no relative signal. With
+    ``normalize_then_sum`` this holds per component.
 
     Args:
         returns: ``[S]``, or ``[S, T]`` where every column ``t`` is normalised independently
-            with the same groups (used by :func:`process_group_advantages`).
+            with the same groups (used by :func:`process_group_advantages`); with
+            ``components``, ``[S, F]`` or ``[S, T, F]``.
         group_ids: ``[S]`` integer labels; any values, groups need not be contiguous nor
             equal-sized. Exclusive with ``group_size``.
         group_size: members ``[j * group_size, (j + 1) * group_size)`` form group ``j``; must
             divide ``S``. Exclusive with ``group_ids``.
         scale: one of :data:`SCALES`.
         eps: ``>= 0``, added to the std.
+        baseline: one of :data:`BASELINES`.
+        aggregation: one of :data:`AGGREGATIONS`.
+        components: the last dim of ``returns`` holds ``F`` reward components.
+        reward_weights: ``[F]`` weights of the components (TRL's ``reward_weights``); only
+            with ``components``. None: all 1.
 
     Returns:
-        ``[S]`` or ``[S, T]`` (the shape of ``returns``), detached, float32 or wider.
+        ``[S]`` or ``[S, T]`` (the shape of ``returns`` without its component dim), detached,
+        float32 or wider.
     """
     _check_scale_eps(scale, eps)
-    if returns.dim() not in (1, 2):
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    if components:
+        if returns.dim() not in (2, 3):
+            raise ValueError(f"returns with components must have shape [S, F] or [S, T, F], "
+                             f"got {list(returns.shape)}")
+    elif returns.dim() not in (1, 2):
         raise ValueError(f"returns must have shape [S] or [S, T], got {list(returns.shape)}")
+    elif reward_weights is not None:
+        raise ValueError("reward_weights weigh reward components: pass components=True and returns of shape "
+                         "[S, F] or [S, T, F]")
     values = _as_float(returns).detach()
-    is_vector = values.dim() == 1
+    is_vector = values.dim() == (2 if components else 1)
     if is_vector:
-        values = values[:, None]  # [S, 1]
+        values = values.unsqueeze(1)  # [S, 1] or [S, 1, F]
     index, num_groups = _group_index(values.shape[0], group_ids, group_size, values.device)
+    weights = None
+    if components:
+        num_components = values.shape[-1]
+        if reward_weights is None:
+            weights = torch.ones(num_components, dtype=values.dtype, device=values.device)
+        else:
+            weights = torch.as_tensor(reward_weights, dtype=values.dtype, device=values.device)
+            if tuple(weights.shape) != (num_components,) or not torch.isfinite(weights).all():
+                raise ValueError(f"reward_weights must be {num_components} finite numbers (one per component, "
+                                 f"[F] = {[num_components]}), got {reward_weights!r}")
 
-    mean, std, constant = _group_moments(values, index, num_groups)  # [G, T] each
-    advantages = values - mean[index]  # [S, T]
-    if scale == "group":
-        advantages = advantages / (std[index] + eps)
-    elif scale == "batch":
-        # A one-member batch has an undefined std; every group is then constant anyway.
-        batch_std = values.std(dim=0) if values.shape[0] > 1 else torch.zeros_like(values[0])
-        advantages = advantages / (batch_std + eps)
-    advantages = torch.where(constant[index], torch.zeros_like(advantages), advantages)
+    if aggregation == "sum_then_normalize":
+        total = values if weights is None else (values * weights).sum(-1)  # [S, T]
+        advantages = _relative(total, index, num_groups, scale, eps, baseline)
+    else:
+        per_component = values if weights is None else values.flatten(1)  # [S, T] or [S, T * F]
+        per_component = _relative(per_component, index, num_groups, scale, eps, baseline)
+        if weights is None:
+            total = per_component
+        else:
+            total = (per_component.view(values.shape) * weights).sum(-1)  # [S, T]
+        if scale == "none":
+            advantages = total
+        else:  # GDPO's batch re-normalisation; exact zeros stay zeros (and 0 / 0 never happens)
+            advantages = torch.where(total == 0, torch.zeros_like(total), total / (_batch_std(total) + eps))
     return advantages[:, 0] if is_vector else advantages
 
 
@@ -203,7 +305,7 @@ def group_stats(
     if values.dim() == 1:
         values = values[:, None]
     index, num_groups = _group_index(values.shape[0], group_ids, group_size, values.device)
-    _, std, constant = _group_moments(values, index, num_groups)
+    _, std, constant, _, _ = _group_moments(values, index, num_groups)
     return {
         "reward_std": std.mean(),
         "frac_zero_std": constant.to(values.dtype).mean(),
@@ -282,6 +384,11 @@ def process_group_advantages(
     scale: str = "group",
     eps: float = 1e-4,
     dones: torch.Tensor | None = None,
+    *,
+    baseline: str = "mean",
+    aggregation: str = "sum_then_normalize",
+    components: bool = False,
+    reward_weights: Sequence[float] | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Process-supervised group advantages: return-to-go normalised across the group per step.
 
@@ -295,25 +402,35 @@ def process_group_advantages(
 
     i.e. member ``i``'s future return from step ``t`` against the other branches' future
     returns from the same step ``t``, with :func:`group_advantages` semantics at each step
-    (unbiased std, ``scale``, exact 0 for constant groups).
+    (unbiased std, ``scale``, ``baseline``, exact 0 for constant groups). With ``components``
+    each component's return-to-go is computed separately and the components are combined at
+    each step as ``aggregation`` says.
 
     Args:
-        rewards: ``[T, S]`` per-step rewards of the ``S`` members.
+        rewards: ``[T, S]`` per-step rewards of the ``S`` members; with ``components``,
+            ``[T, S, F]``.
         group_ids: ``[S]`` integer labels, exclusive with ``group_size``.
         group_size: contiguous group size, exclusive with ``group_ids``.
         gamma: discount of the return-to-go.
         scale: one of :data:`SCALES`.
         eps: ``>= 0``, added to the std.
         dones: ``[T, S]`` optional episode ends, as in :func:`returns_to_go`.
+        baseline, aggregation, components, reward_weights: as in :func:`group_advantages`.
 
     Returns:
         ``[T, S]`` detached advantages.
     """
-    if rewards.dim() != 2:
-        raise ValueError(f"rewards must have shape [T, S], got {list(rewards.shape)}")
-    future_returns = returns_to_go(rewards, gamma=gamma, dones=dones)  # [T, S]
+    if rewards.dim() != (3 if components else 2):
+        expected = "[T, S, F]" if components else "[T, S]"
+        raise ValueError(f"rewards must have shape {expected}, got {list(rewards.shape)}")
+    if components and dones is not None:
+        if tuple(dones.shape) != tuple(rewards.shape[:2]):
+            raise ValueError(f"dones must have shape [T, S] = {list(rewards.shape[:2])}, got {list(dones.shape)}")
+        dones = dones.unsqueeze(-1).expand_as(rewards)
+    future_returns = returns_to_go(rewards, gamma=gamma, dones=dones)  # [T, S] or [T, S, F]
     advantages = group_advantages(
-        future_returns.transpose(0, 1), group_ids=group_ids, group_size=group_size, scale=scale, eps=eps
+        future_returns.transpose(0, 1), group_ids=group_ids, group_size=group_size, scale=scale, eps=eps,
+        baseline=baseline, aggregation=aggregation, components=components, reward_weights=reward_weights,
     )  # [S, T]: one column per step
     return advantages.transpose(0, 1).contiguous()
 

@@ -1,5 +1,6 @@
-"""Loss core: the clipped policy surrogate shared by GRPO, GSPO, DAPO, Dr. GRPO and PPO,
-the KL penalty to a reference policy, and the PPO critic's value loss.
+"""Loss core: the policy losses shared by PPO and the GRPO family (every TRL 1.16 ``loss_type``:
+GRPO, BNPO, Dr. GRPO, DAPO, CISPO, SAPO, LUSPO, VESPO; GSPO's sequence ratio), the KL penalty to a
+reference policy, and the PPO critic's value loss.
 
 Pure functions on tensors: no env, model or logger is imported here. Soccer and language
 models call the same code. For soccer a *sequence* is one player's segment of steps and a
@@ -25,25 +26,36 @@ never leak NaN into the loss or the gradient.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 
 __all__ = [
+    "CLIPPED_LOSS_TYPES",
     "KL_ESTIMATORS",
+    "LOSS_RATIO_LEVELS",
     "LOSS_TYPES",
     "RATIO_LEVELS",
+    "check_loss_options",
     "explained_variance",
     "kl_penalty",
     "policy_loss",
     "value_loss",
 ]
 
-LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
-"""Aggregations of the per-token loss, named and defined as TRL's ``GRPOConfig.loss_type``."""
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo")
+"""The policy losses, named and defined as TRL 1.16's ``GRPOConfig.loss_type`` (see :func:`policy_loss`)."""
+
+CLIPPED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
+"""Loss types built on PPO's clipped surrogate (they differ in aggregation); ``delta`` and
+``dual_clip`` apply to these only."""
 
 RATIO_LEVELS = ("token", "sequence")
 """``token``: PPO/GRPO per-token ratio. ``sequence``: GSPO sequence-level ratio."""
+
+LOSS_RATIO_LEVELS = {"luspo": ("sequence",), "vespo": ("token",)}
+"""The ratio levels of the loss types that allow only one (every other type allows both)."""
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 """Schulman's (2020) single-sample estimators of KL(pi || pi_ref)."""
@@ -122,26 +134,111 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3"
 # --------------------------------------------------------------------------- policy loss
 
 
+def check_loss_options(
+    loss_type: str, ratio_level: str, *, delta: float | None = None, dual_clip: float | None = None
+) -> None:
+    """Raise a ``ValueError`` for an unknown ``loss_type``/``ratio_level`` or a refused combination.
+
+    One place for the rule, used by :func:`policy_loss` and by the run config (so a bad command
+    line fails before training starts):
+
+    - ``luspo`` needs ``ratio_level="sequence"`` and ``vespo`` needs ``"token"``
+      (:data:`LOSS_RATIO_LEVELS`). TRL 1.16 (``GRPOTrainer.__init__``) only *warns* for these
+      two, and for ``bnpo``/``dr_grpo``/``dapo``/``cispo`` with sequence ratios; we refuse the
+      first two, whose papers define them at one level only, and allow the last four (GSPO
+      with DAPO's token-level loss is a preset of the LLM mode).
+    - ``delta`` and ``dual_clip`` bound PPO's clipped surrogate, so they need a loss type that
+      has one (:data:`CLIPPED_LOSS_TYPES`); TRL silently ignores ``delta`` for the others.
+    """
+    _check_choice("loss_type", loss_type, LOSS_TYPES)
+    _check_choice("ratio_level", ratio_level, RATIO_LEVELS)
+    allowed = LOSS_RATIO_LEVELS.get(loss_type, RATIO_LEVELS)
+    if ratio_level not in allowed:
+        why = {
+            "luspo": "LUSPO is GSPO's sequence-level objective scaled by the sequence length",
+            "vespo": "VESPO computes its own sequence-level weight from the token log-ratios",
+        }[loss_type]
+        raise ValueError(
+            f"loss_type={loss_type!r} needs ratio_level={allowed[0]!r}, got ratio_level={ratio_level!r} ({why})"
+        )
+    for name, value in (("delta", delta), ("dual_clip", dual_clip)):
+        if value is not None and loss_type not in CLIPPED_LOSS_TYPES:
+            raise ValueError(
+                f"{name}={value!r} bounds the clipped surrogate of the loss types {CLIPPED_LOSS_TYPES}; "
+                f"loss_type={loss_type!r} has none: set {name}=None"
+            )
+
+
 def _aggregate(
     per_token: torch.Tensor, weights: torch.Tensor, loss_type: str, max_len: int
 ) -> torch.Tensor:
-    """Reduce a ``[S, T]`` per-token loss to a scalar, exactly as TRL's ``GRPOTrainer``.
+    """Reduce a ``[S, T]`` per-token loss to a scalar, exactly as TRL's ``GRPOTrainer._compute_loss``.
 
-    - ``grpo``: mean over tokens of each sequence, then mean over sequences
+    - ``grpo``, ``sapo``: mean over tokens of each sequence, then mean over sequences
       (DeepSeekMath, Shao et al. 2024, eq. 3: ``1/G sum_i 1/|o_i| sum_t``).
     - ``bnpo``: mean over all real tokens of the batch (TRL's batch-normalised variant).
-    - ``dapo``: same token-level mean (DAPO, Yu et al. 2025, sec. 3.3 "Token-Level Policy
-      Gradient Loss": ``1/sum_i |o_i| sum_i sum_t``). TRL divides by the token count of the
-      whole generation batch across processes; for one local batch that is ``mask.sum()``.
+    - ``dapo``, ``cispo``, ``vespo``: same token-level mean (DAPO, Yu et al. 2025, sec. 3.3
+      "Token-Level Policy Gradient Loss": ``1/sum_i |o_i| sum_i sum_t``). TRL divides by the
+      token count of the whole generation batch across processes; for one local batch that is
+      ``mask.sum()``.
     - ``dr_grpo``: sum over real tokens divided by the constant ``S * max_len``
       (Dr. GRPO, Liu et al. 2025, "Understanding R1-Zero-Like Training", sec. 3.1), which
       removes GRPO's length normalisation bias.
+    - ``luspo``: sum over the tokens of each sequence, then mean over sequences: each
+      sequence's (sequence-level) loss weighted by its length (LUSPO).
     """
-    if loss_type == "grpo":
+    if loss_type in ("grpo", "sapo"):
         return _masked_mean(per_token, weights, dim=-1).mean()
-    if loss_type in ("bnpo", "dapo"):
+    if loss_type in ("bnpo", "dapo", "cispo", "vespo"):
         return _masked_mean(per_token, weights)
+    if loss_type == "luspo":
+        return (per_token * weights).sum(-1).mean()
     return (per_token * weights).sum() / (per_token.shape[0] * max_len)
+
+
+def _gamma_weights(
+    log_ratio: torch.Tensor,
+    weights: torch.Tensor,
+    adv: torch.Tensor,
+    k_pos: float,
+    lambda_pos: float,
+    k_neg: float,
+    lambda_neg: float,
+) -> torch.Tensor:
+    """VESPO's detached gamma weight ``phi(w) = exp(lambda) * w**k * exp(-lambda * w)``, ``phi(1) = 1``.
+
+    As TRL's ``GRPOTrainer.get_gamma_weights``: ``w = exp(sum_t log r_t)`` is the *sequence*
+    importance ratio (a product over tokens, not GSPO's geometric mean), each token log-ratio
+    clamped to ``[-20, 20]`` and the sum to ``[log 1e-8, 20]``, computed in log space;
+    ``(k, lambda)`` are the ``_pos`` values where ``A >= 0`` and the ``_neg`` ones elsewhere,
+    ``lambda`` clamped to ``>= 1e-4``; a non-finite weight becomes 0.
+
+    Args:
+        log_ratio: ``[S, T]`` detached ``logp - old_logp``, zero on padding.
+        weights: ``[S, T]`` mask as float.
+        adv: ``[S, 1]`` or ``[S, T]`` advantages.
+
+    Returns:
+        ``[S, 1]`` (or ``[S, T]`` with per-token advantages), detached.
+    """
+    log_floor = math.log(1e-8)
+    seq_log_ratio = (log_ratio.detach().clamp(-20.0, 20.0) * weights).sum(-1, keepdim=True)  # [S, 1]
+    log_w = seq_log_ratio.clamp(log_floor, 20.0)
+    w = torch.exp(log_w)
+    nonneg = adv >= 0
+    k = torch.where(nonneg, adv.new_full((), k_pos), adv.new_full((), k_neg))
+    lam = torch.where(nonneg, adv.new_full((), lambda_pos), adv.new_full((), lambda_neg)).clamp(min=1e-4)
+    log_phi = lam + k * log_w - lam * w
+    return torch.exp(log_phi).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _check_optional(name: str, value: float | None, low: float, low_open: bool) -> None:
+    if value is None:
+        return
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and (
+        value > low if low_open else value >= low)
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'>' if low_open else '>='} {low} or None, got {value!r}")
 
 
 def policy_loss(
@@ -156,18 +253,26 @@ def policy_loss(
     loss_type: str = "grpo",
     max_len: int | None = None,
     dual_clip: float | None = None,
+    delta: float | None = None,
+    off_policy_mask_threshold: float | None = None,
     ref_logp: torch.Tensor | None = None,
     kl_coef: float = 0.0,
     kl_estimator: str = "k3",
+    use_bias_correction_kl: bool = False,
+    sapo_temperature_pos: float = 1.0,
+    sapo_temperature_neg: float = 1.05,
+    vespo_k_pos: float = 2.0,
+    vespo_lambda_pos: float = 3.0,
+    vespo_k_neg: float = 3.0,
+    vespo_lambda_neg: float = 2.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped policy-gradient loss with optional KL penalty; one core for PPO and the GRPO family.
+    """Policy-gradient loss of every TRL 1.16 ``loss_type``, with optional KL penalty; one core for
+    PPO and the GRPO family.
 
-    Per token (PPO, Schulman et al. 2017, eq. 7; GRPO, Shao et al. 2024, eq. 3)::
-
-        loss_t = -min(r_t * A_t, clip(r_t, 1 - clip_eps, 1 + clip_eps_high) * A_t)
-                 [+ kl_coef * kl_t]
-
-    then aggregated over tokens and sequences according to ``loss_type`` (see below).
+    Semantics are those of TRL 1.16.0's ``GRPOTrainer._compute_loss`` (``trl/trainer/grpo_trainer.py``,
+    with ``get_off_policy_mask`` and ``get_gamma_weights``) and TRL's ``GRPOConfig`` parameter
+    names and defaults; ``clip_eps`` and ``clip_eps_high`` are TRL's ``epsilon`` and
+    ``epsilon_high``, ``kl_coef`` its ``beta``, ``ratio_level`` its ``importance_sampling_level``.
 
     Ratio ``r_t`` (``ratio_level``):
 
@@ -181,21 +286,63 @@ def policy_loss(
       ``loss_type``; with per-token advantages (``[S, T]``) each token's gradient is weighted
       by its own advantage, as GSPO-token intends.
 
-    Clipping: ``clip_eps_high`` (default ``clip_eps``) is DAPO's decoupled "clip-higher"
-    (Yu et al. 2025, sec. 3.1). ``dual_clip = c > 1`` is the dual clip of Ye et al. 2020
-    ("Mastering Complex Control in MOBA Games with Deep RL", eq. 5): for ``A_t < 0`` the loss
-    is further bounded, ``loss_t = min(loss_t, -c * A_t)``, so a huge ratio on a bad action
-    cannot produce an unbounded update.
+    Per-token loss ``l_t`` and aggregation, by ``loss_type`` (``A`` the advantage, ``m`` the mask):
 
-    KL: when ``ref_logp`` is given, ``kl_t = kl_penalty(logp, ref_logp, kl_estimator)`` is
-    logged; when also ``kl_coef > 0`` it is added per token as ``kl_coef * kl_t`` before the
-    aggregation, as in DeepSeekMath eq. 3 and TRL.
+    - ``"grpo"``, ``"bnpo"``, ``"dr_grpo"``, ``"dapo"``: PPO's clipped surrogate (Schulman et
+      al. 2017, eq. 7; GRPO, Shao et al. 2024, eq. 3)
+      ``l_t = -min(r_t A, clip(r_t, 1 - clip_eps, 1 + clip_eps_high) A)``, aggregated as
+      ``grpo``: ``mean_i(sum_t m l / max(sum_t m, 1))``; ``bnpo``, ``dapo``:
+      ``sum m l / max(sum m, 1)``; ``dr_grpo``: ``sum m l / (S * max_len)`` (see ``_aggregate``).
+    - ``"cispo"`` (MiniMax 2025, "MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning
+      Attention", arXiv 2506.13585): ``l_t = -sg[min(r_t, clip_eps_high)] * A * logp_t``,
+      aggregated like ``dapo``. The importance weight is clipped and detached instead of the
+      update, so every token keeps a gradient. Note that TRL uses ``epsilon_high`` here as the
+      cap on the ratio itself (ScaleRL's ``eps_max``; "The Art of Scaling Reinforcement Learning
+      Compute for LLMs", arXiv 2510.13786, recommends 5.0), not as ``1 + eps``; left at
+      None it falls back to ``clip_eps`` (0.2) as in TRL, which caps every weight at 0.2.
+    - ``"sapo"`` ("Soft Adaptive Policy Optimization", Qwen 2025, arXiv 2511.20347): a soft gate instead of
+      the clip, ``l_t = -sigmoid(tau (r_t - 1)) * 4 / tau * A`` with
+      ``tau = sapo_temperature_pos`` where ``A > 0`` and ``sapo_temperature_neg`` elsewhere;
+      aggregated like ``grpo``. On-policy the gate's gradient is exactly that of ``r_t``.
+    - ``"luspo"`` ("Length-Unbiased Sequence Policy Optimization: Revealing and Controlling
+      Response Length Variation in RLVR", arXiv 2602.05261): the clipped surrogate with sequence ratios
+      (``ratio_level="sequence"`` is required), summed over each sequence's tokens and averaged
+      over sequences, i.e. GSPO with each sequence weighted by its length.
+    - ``"vespo"`` ("VESPO: Variational Sequence-Level Soft Policy Optimization for Stable
+      Off-Policy LLM Training", arXiv 2602.10693): ``l_t = -sg[phi(w_i)] * A * logp_t`` with the gamma
+      weight ``phi(w) = exp(lambda) w**k exp(-lambda w)`` of the sequence ratio
+      ``w_i = prod_t r_t`` (:func:`_gamma_weights`; ``vespo_k_*``, ``vespo_lambda_*``),
+      aggregated like ``dapo``; token ratios only (it builds ``w`` itself).
 
-    Aggregation ``loss_type`` (TRL ``GRPOTrainer._compute_loss`` semantics, ``m`` the mask):
+    In soccer a sequence is one player's segment and a token one of its steps, and every
+    sequence has all its T steps, so the aggregations differ only by constants there:
+    ``grpo``/``sapo`` average each player's steps and then the players; ``bnpo``/``dapo``/
+    ``cispo``/``vespo`` average all player-steps (the same value when no step is masked);
+    ``dr_grpo`` divides by ``S * max_len``; ``luspo`` sums a player's steps (T times ``grpo``).
+    What changes between types is the per-step weight: the clip (``grpo`` family), a capped
+    detached weight (``cispo``), a soft gate (``sapo``), or one weight per player-segment from
+    the product of its step ratios (``vespo``); at ``ratio_level="sequence"`` one ratio per
+    player-segment replaces the step ratios (GSPO).
 
-    - ``"grpo"``: ``mean_i( sum_t m*l / max(sum_t m, 1) )``;
-    - ``"bnpo"``, ``"dapo"``: ``sum m*l / max(sum m, 1)``;
-    - ``"dr_grpo"``: ``sum m*l / (S * max_len)``, ``max_len`` defaulting to ``T``.
+    Options:
+
+    - ``dual_clip = c > 1`` (Ye et al. 2020, "Mastering Complex Control in MOBA Games with Deep
+      RL", eq. 5): for ``A_t < 0`` the loss is further bounded, ``l_t = min(l_t, -c A_t)``.
+    - ``delta`` (two-sided clipping; Prime Intellect 2025, "INTELLECT-2", arXiv 2505.07291, sec. 4.1): the
+      unclipped branch uses ``min(r_t, delta)``, so for ``A < 0`` a huge ratio cannot give an
+      unbounded loss (with ``delta > 1 + clip_eps_high`` this is the dual clip with
+      ``c = delta``). As TRL, the clip statistics then use the capped ratio.
+    - ``off_policy_mask_threshold`` (DeepSeek-AI 2025, "DeepSeek-V3.2", arXiv 2512.02556, eq. 9; TRL's
+      ``get_off_policy_mask``): a sequence's loss (not its KL) is dropped when ``A < 0`` and
+      ``mean_t (old_logp - logp) > threshold`` (the sampling policy was on average that many
+      nats per token more likely to pick its tokens). With per-token advantages the ``A < 0``
+      test is per token.
+    - KL: when ``ref_logp`` is given, ``kl_t = kl_penalty(logp, ref_logp, kl_estimator)`` is
+      logged; when also ``kl_coef > 0`` it is added per token as ``kl_coef * kl_t`` before the
+      aggregation, as in DeepSeekMath eq. 3 and TRL. ``use_bias_correction_kl``
+      (DeepSeek-V3.2's unbiased KL estimate) multiplies ``kl_t`` by the importance ratio, with
+      its gradient (TRL's ``coef_1``: the token ratio, or ``exp(mean_t log r)`` at sequence
+      level); TRL's default is True, ours False so existing runs keep their loss.
 
     Args:
         logp: ``[S, T]`` log-probs of the taken actions under the current policy (with grad).
@@ -204,38 +351,47 @@ def policy_loss(
             Treated as a constant.
         mask: ``[S, T]`` bool or float; 1 marks real tokens. ``None`` means all real.
         clip_eps: lower clip, ``> 0``; the ratio is kept above ``1 - clip_eps``.
-        clip_eps_high: upper clip, ``> 0``; the ratio is kept below ``1 + clip_eps_high``.
-        ratio_level: one of :data:`RATIO_LEVELS`.
+        clip_eps_high: upper clip, ``> 0``; the ratio is kept below ``1 + clip_eps_high``
+            (``cispo``: below ``clip_eps_high``). ``None``: ``clip_eps``.
+        ratio_level: one of :data:`RATIO_LEVELS`; see :func:`check_loss_options`.
         loss_type: one of :data:`LOSS_TYPES`.
         max_len: ``dr_grpo`` normaliser (the maximum possible sequence length, ``>= T``);
             ignored by the other loss types.
-        dual_clip: ``c > 1`` or ``None`` (off).
+        dual_clip: ``c > 1`` or ``None`` (off); clipped loss types only.
+        delta: ``> 1`` or ``None`` (off); clipped loss types only.
+        off_policy_mask_threshold: ``>= 0`` or ``None`` (off).
         ref_logp: ``[S, T]`` log-probs under the reference policy (treated as a constant).
         kl_coef: weight ``beta >= 0`` of the KL penalty; ``> 0`` requires ``ref_logp``.
         kl_estimator: one of :data:`KL_ESTIMATORS`.
+        use_bias_correction_kl: multiply the per-token KL by the importance ratio.
+        sapo_temperature_pos, sapo_temperature_neg: ``> 0``, SAPO's temperatures.
+        vespo_k_pos, vespo_k_neg: ``>= 0``; vespo_lambda_pos, vespo_lambda_neg: ``> 0``.
 
     Returns:
         ``(loss, stats)``: ``loss`` is a 0-dim tensor to minimise. ``stats`` holds detached
         0-dim tensors:
 
-        - ``policy_loss``: the aggregated clipped surrogate, without the KL term;
-        - ``clip_frac_low``: share with ``r < 1 - clip_eps`` and ``A < 0``;
-        - ``clip_frac_high``: share with ``r > 1 + clip_eps_high`` and ``A > 0``;
-        - ``clip_frac``: share in either (TRL ``clip_ratio/low_mean``, ``high_mean``,
-          ``region_mean``);
+        - ``policy_loss``: the aggregated policy term, without the KL term;
+        - ``clip_frac_low``, ``clip_frac_high``, ``clip_frac`` (clipped loss types): share with
+          ``r < 1 - clip_eps`` and ``A < 0``, with ``r > 1 + clip_eps_high`` and ``A > 0``,
+          and in either (TRL ``clip_ratio/low_mean``, ``high_mean``, ``region_mean``);
+        - ``cispo_clip_ratio`` (``cispo``, TRL's name): share with ``r > clip_eps_high`` and
+          ``A > 0``; also logged as ``clip_frac``. ``sapo`` and ``vespo`` have no hard clip
+          and no ``clip_frac``;
+        - ``vespo/phi_seq_mean`` (``vespo``, TRL's name): mean gamma weight;
         - ``dual_clip_frac`` (only with ``dual_clip``): share where the dual clip binds;
         - ``approx_kl``: ``mean((r - 1) - log r)`` over real tokens with the *token* ratio,
           an estimate of KL(old || new) (Schulman 2020; CleanRL's ``approx_kl``);
-        - ``ratio_mean``: mean of the ratio actually used;
-        - ``kl`` (only with ``ref_logp``): mean per-token KL to the reference.
+        - ``ratio_mean``: mean of the ratio (before ``delta``);
+        - ``kl`` (only with ``ref_logp``): mean per-token KL to the reference (bias-corrected
+          with ``use_bias_correction_kl``, as TRL logs it).
 
-        "Share" and "mean" follow TRL's units: over real tokens, except when both the ratio
-        and the advantage are per sequence (``ratio_level="sequence"`` with ``[S]``
-        advantages), where they are over sequences that have at least one real token.
+        "Share" and "mean" follow TRL's units: over real tokens, except when the quantity is
+        per sequence (``ratio_level="sequence"`` with ``[S]`` advantages; VESPO's weight with
+        ``[S]`` advantages), where they are over sequences that have at least one real token.
     """
     # ---- validate
-    _check_choice("loss_type", loss_type, LOSS_TYPES)
-    _check_choice("ratio_level", ratio_level, RATIO_LEVELS)
+    check_loss_options(loss_type, ratio_level, delta=delta, dual_clip=dual_clip)
     _check_choice("kl_estimator", kl_estimator, KL_ESTIMATORS)
     if logp.dim() != 2:
         raise ValueError(f"logp must have shape [S, T], got {list(logp.shape)}")
@@ -258,6 +414,16 @@ def policy_loss(
         raise ValueError(f"clip_eps_high must be > 0 or None, got {clip_eps_high!r}")
     if dual_clip is not None and not dual_clip > 1:
         raise ValueError(f"dual_clip must be > 1 or None, got {dual_clip!r}")
+    _check_optional("delta", delta, 1.0, low_open=True)
+    _check_optional("off_policy_mask_threshold", off_policy_mask_threshold, 0.0, low_open=False)
+    for name, value, low_open in (
+        ("sapo_temperature_pos", sapo_temperature_pos, True), ("sapo_temperature_neg", sapo_temperature_neg, True),
+        ("vespo_k_pos", vespo_k_pos, False), ("vespo_k_neg", vespo_k_neg, False),
+        ("vespo_lambda_pos", vespo_lambda_pos, True), ("vespo_lambda_neg", vespo_lambda_neg, True),
+    ):
+        if value is None:
+            raise ValueError(f"{name} must be a number, got None")
+        _check_optional(name, value, 0.0, low_open=low_open)
     if not kl_coef >= 0:
         raise ValueError(f"kl_coef must be >= 0, got {kl_coef!r}")
     if kl_coef > 0 and ref_logp is None:
@@ -290,11 +456,28 @@ def policy_loss(
         ratio = seq_ratio * torch.exp(logp - logp.detach())  # [S, T]; GSPO-token form
         ratio_value = seq_ratio  # [S, 1]
 
-    # ---- clipped surrogate
-    ratio_clipped = ratio.clamp(1.0 - clip_eps, 1.0 + eps_high)
-    per_token = -torch.min(ratio * adv, ratio_clipped * adv)  # [S, T]
-    if dual_clip is not None:
-        per_token = torch.where(adv < 0, torch.minimum(per_token, -dual_clip * adv), per_token)
+    # ---- per-token policy loss
+    phi = None
+    capped_value = ratio_value if delta is None else ratio_value.clamp(max=delta)  # what TRL's clip stats see
+    if loss_type in CLIPPED_LOSS_TYPES:
+        ratio_clipped = ratio.clamp(1.0 - clip_eps, 1.0 + eps_high)
+        unclipped = ratio if delta is None else ratio.clamp(max=delta)  # INTELLECT-2's two-sided clip
+        per_token = -torch.min(unclipped * adv, ratio_clipped * adv)  # [S, T]
+        if dual_clip is not None:
+            per_token = torch.where(adv < 0, torch.minimum(per_token, -dual_clip * adv), per_token)
+    elif loss_type == "cispo":
+        per_token = -ratio_value.clamp(max=eps_high) * adv * logp  # weight detached: ratio_value is
+    elif loss_type == "sapo":
+        tau = torch.where(adv > 0, adv.new_full((), sapo_temperature_pos), adv.new_full((), sapo_temperature_neg))
+        per_token = -(torch.sigmoid(tau * (ratio - 1.0)) * 4.0 / tau) * adv
+    else:  # vespo
+        phi = _gamma_weights(log_ratio, weights, adv, vespo_k_pos, vespo_lambda_pos, vespo_k_neg, vespo_lambda_neg)
+        per_token = -phi * adv * logp
+    if off_policy_mask_threshold is not None:
+        # DeepSeek-V3.2 eq. 9: mean over the sequence's tokens of log(pi_old / pi_theta)
+        seq_kl = _masked_mean(old_logp - logp.detach(), weights, dim=-1)[:, None]  # [S, 1]
+        keep = (adv >= 0) | (seq_kl <= off_policy_mask_threshold)  # [S, 1] or [S, T]
+        per_token = per_token * keep.to(per_token.dtype)
     surrogate = _aggregate(per_token, weights, loss_type, max_len)
 
     # ---- KL to the reference
@@ -302,6 +485,11 @@ def policy_loss(
     if ref_logp is not None:
         ref_logp = torch.where(valid, _as_float(ref_logp).detach(), zero)
         per_token_kl = kl_penalty(logp, ref_logp, kl_estimator)  # [S, T]
+        if use_bias_correction_kl:
+            # TRL's coef_1, with its gradient: the token ratio, or the sequence ratio through the mean
+            importance = (torch.exp(log_ratio) if ratio_level == "token"
+                          else torch.exp(_masked_mean(log_ratio, weights, dim=-1))[:, None])
+            per_token_kl = per_token_kl * importance
     if kl_coef > 0:
         loss = _aggregate(per_token + kl_coef * per_token_kl, weights, loss_type, max_len)
     else:
@@ -312,23 +500,27 @@ def policy_loss(
         per_sequence_units = ratio_value.shape[-1] == 1 and adv.shape[-1] == 1
         seq_weights = (weights.sum(-1, keepdim=True) > 0).to(weights.dtype)  # [S, 1]
 
-        def batch_mean(x: torch.Tensor) -> torch.Tensor:
-            if per_sequence_units:
+        def batch_mean(x: torch.Tensor, per_sequence: bool = per_sequence_units) -> torch.Tensor:
+            if per_sequence:
                 return _masked_mean(x.to(weights.dtype), seq_weights)
             return _masked_mean(x.to(weights.dtype).expand_as(weights), weights)
 
-        is_low = (ratio_value < 1.0 - clip_eps) & (adv < 0)
-        is_high = (ratio_value > 1.0 + eps_high) & (adv > 0)
-        stats = {
-            "policy_loss": surrogate.detach(),
-            "clip_frac": batch_mean(is_low | is_high),
-            "clip_frac_low": batch_mean(is_low),
-            "clip_frac_high": batch_mean(is_high),
-            "approx_kl": _masked_mean(torch.expm1(log_ratio) - log_ratio, weights).detach(),
-            "ratio_mean": batch_mean(ratio_value),
-        }
+        stats = {"policy_loss": surrogate.detach()}
+        if loss_type in CLIPPED_LOSS_TYPES:
+            is_low = (capped_value < 1.0 - clip_eps) & (adv < 0)
+            is_high = (capped_value > 1.0 + eps_high) & (adv > 0)
+            stats["clip_frac"] = batch_mean(is_low | is_high)
+            stats["clip_frac_low"] = batch_mean(is_low)
+            stats["clip_frac_high"] = batch_mean(is_high)
+        elif loss_type == "cispo":
+            stats["cispo_clip_ratio"] = batch_mean((ratio_value > eps_high) & (adv > 0))
+            stats["clip_frac"] = stats["cispo_clip_ratio"]
+        elif loss_type == "vespo":
+            stats["vespo/phi_seq_mean"] = batch_mean(phi, per_sequence=phi.shape[-1] == 1)
+        stats["approx_kl"] = _masked_mean(torch.expm1(log_ratio) - log_ratio, weights).detach()
+        stats["ratio_mean"] = batch_mean(ratio_value)
         if dual_clip is not None:
-            undual = -torch.min(ratio_value * adv, ratio_value.clamp(1.0 - clip_eps, 1.0 + eps_high) * adv)
+            undual = -torch.min(capped_value * adv, ratio_value.clamp(1.0 - clip_eps, 1.0 + eps_high) * adv)
             stats["dual_clip_frac"] = batch_mean((adv < 0) & (undual > -dual_clip * adv))
         if per_token_kl is not None:
             stats["kl"] = _masked_mean(per_token_kl, weights).detach()

@@ -17,18 +17,22 @@ from marl_grpo.advantages import (
 EPS = 1e-4
 
 
-def reference_group_advantages(returns, labels, scale="group", eps=EPS):
+def reference_group_advantages(returns, labels, scale="group", eps=EPS, baseline="mean"):
     """Plain loop over groups, python floats, statistics.stdev (unbiased)."""
     returns = [float(r) for r in returns]
     labels = [int(g) for g in labels]
     batch_std = statistics.stdev(returns) if len(returns) > 1 else 0.0
     out = []
-    for r, g in zip(returns, labels):
+    for i, (r, g) in enumerate(zip(returns, labels)):
         members = [x for x, h in zip(returns, labels) if h == g]
         if len(set(members)) == 1:
             out.append(0.0)
             continue
-        centered = r - statistics.fmean(members)
+        if baseline == "mean":
+            centered = r - statistics.fmean(members)
+        else:  # leave-one-out: the mean of the other members
+            others = [x for j, (x, h) in enumerate(zip(returns, labels)) if h == g and j != i]
+            centered = r - statistics.fmean(others)
         if scale == "group":
             centered /= statistics.stdev(members) + eps
         elif scale == "batch":
@@ -153,6 +157,197 @@ def test_group_advantages_rejects_bad_returns_shape():
         group_advantages(torch.zeros(2, 2, 2), group_size=2)
 
 
+# --------------------------------------------------------------------------- leave-one-out baseline
+
+
+def test_loo_hand_computed():
+    # group [1, 2, 3]: others' means 2.5, 2, 1.5 -> (-1.5, 0, 1.5); group std 1
+    # group [0, 2]: others 2, 0 -> (-2, 2); group std sqrt 2;  group [4]: singleton -> 0
+    returns = torch.tensor([1.0, 2.0, 3.0, 0.0, 2.0, 4.0], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    none = group_advantages(returns, group_ids=labels, scale="none", baseline="loo")
+    assert none.tolist() == [-1.5, 0.0, 1.5, -2.0, 2.0, 0.0]
+    group = group_advantages(returns, group_ids=labels, baseline="loo")
+    s = math.sqrt(2.0)
+    assert group.tolist() == pytest.approx([-1.5 / (1 + EPS), 0.0, 1.5 / (1 + EPS), -2 / (s + EPS), 2 / (s + EPS), 0.0],
+                                           abs=1e-12)
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_loo_matches_loop_reference(scale):
+    torch.manual_seed(5)
+    labels = torch.tensor([7, 3, 7, 3, 7, 9, 3, 11, 9, 7, -4, -4, 2, 2])
+    returns = torch.randn(14, dtype=torch.float64)
+    returns[12:] = 0.3  # a constant pair
+    adv = group_advantages(returns, group_ids=labels, scale=scale, baseline="loo")
+    expected = reference_group_advantages(returns.tolist(), labels.tolist(), scale=scale, baseline="loo")
+    assert adv.tolist() == pytest.approx(expected, abs=1e-12)
+    assert adv[7].item() == 0.0 and adv[12:].tolist() == [0.0, 0.0]  # singleton and constant: exactly 0
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_loo_is_the_mean_baseline_times_n_over_n_minus_1(scale):
+    torch.manual_seed(6)
+    returns = torch.randn(12, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 3])  # sizes 4, 2, 3, 3
+    loo = group_advantages(returns, group_ids=labels, scale=scale, baseline="loo")
+    mean = group_advantages(returns, group_ids=labels, scale=scale)
+    size = torch.bincount(labels).double()[labels]
+    torch.testing.assert_close(loo, mean * size / (size - 1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("eps", [EPS, 0.0])
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+@pytest.mark.parametrize("aggregation", ["sum_then_normalize", "normalize_then_sum"])
+def test_loo_and_components_degenerate_groups_are_exactly_zero(aggregation, scale, eps):
+    # per component: 0.1 three times (a rounding-error mean), a singleton, a varying pair, a constant pair
+    first = [0.1, 0.1, 0.1, 5.0, 1.0, 2.0, 7.0, 7.0]
+    second = [0.3, 0.3, 0.3, -1.0, 4.0, 4.5, 2.0, 2.0]
+    returns = torch.tensor([first, second], dtype=torch.float64).T  # [S, F]
+    labels = torch.tensor([0, 0, 0, 1, 2, 2, 3, 3])
+    for baseline in ("mean", "loo"):
+        adv = group_advantages(returns, group_ids=labels, scale=scale, eps=eps, baseline=baseline,
+                               aggregation=aggregation, components=True, reward_weights=[1.0, 0.5])
+        assert not torch.isnan(adv).any()
+        assert adv[[0, 1, 2, 3, 6, 7]].tolist() == [0.0] * 6, baseline
+        assert adv[4] < 0 < adv[5]
+    # a batch of one singleton, and a batch of singletons
+    for values in ([[3.0, 1.0]], [[3.0, 1.0], [4.0, 0.0]]):
+        adv = group_advantages(torch.tensor(values), group_size=1, scale=scale, eps=eps, baseline="loo",
+                               aggregation=aggregation, components=True)
+        assert adv.tolist() == [0.0] * len(values)
+
+
+# --------------------------------------------------------------------------- multi-component rewards
+
+
+def reference_normalize_then_sum(components, labels, weights, scale="group", eps=EPS, baseline="mean"):
+    """GDPO by plain loops: each component against its group, the weighted sum, then the sum over
+    the unbiased std of the batch (unless scale is none)."""
+    per_component = [reference_group_advantages(column, labels, scale=scale, eps=eps, baseline=baseline)
+                     for column in zip(*components)]
+    total = [sum(w * a[i] for w, a in zip(weights, per_component)) for i in range(len(labels))]
+    if scale == "none":
+        return total
+    batch_std = statistics.stdev(total)
+    return [0.0 if x == 0 else x / (batch_std + eps) for x in total]
+
+
+@pytest.mark.parametrize("baseline", ["mean", "loo"])
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_normalize_then_sum_matches_loop_reference(scale, baseline):
+    torch.manual_seed(7)
+    labels = [4, 1, 4, 1, 4, 6, 1, 6, 8, 4, 8, 8]
+    components = torch.randn(12, 3, dtype=torch.float64)
+    components[:, 2] = (components[:, 2] > 0).double()  # a 0/1 component, as a format reward
+    components[[8, 10, 11], 0] = 2.5  # one component constant in group 8
+    weights = [1.0, 0.5, 2.0]
+    adv = group_advantages(components, group_ids=torch.tensor(labels), scale=scale, baseline=baseline,
+                           aggregation="normalize_then_sum", components=True, reward_weights=weights)
+    expected = reference_normalize_then_sum(components.tolist(), labels, weights, scale=scale, baseline=baseline)
+    assert adv.tolist() == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("baseline", ["mean", "loo"])
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_sum_then_normalize_is_the_weighted_sum(scale, baseline):
+    torch.manual_seed(8)
+    components = torch.randn(12, 3, dtype=torch.float64)
+    weights = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+    adv = group_advantages(components, group_size=4, scale=scale, baseline=baseline, components=True,
+                           reward_weights=weights)
+    total = (components * weights).sum(-1)
+    assert torch.equal(adv, group_advantages(total, group_size=4, scale=scale, baseline=baseline))
+    expected = reference_group_advantages(total.tolist(), [i // 4 for i in range(12)], scale=scale, baseline=baseline)
+    assert adv.tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def test_normalize_then_sum_matches_trl_transcription():
+    """TRL 1.16 GRPOTrainer._generate_and_score_completions, multi_objective_aggregation="normalize_then_sum"
+    (equal groups of num_generations, no unscorable rows), transcribed."""
+    torch.manual_seed(9)
+    num_generations, weights = 4, torch.tensor([1.0, 0.3], dtype=torch.float64)
+    rewards_per_func = torch.randn(16, 2, dtype=torch.float64)
+    grouped = rewards_per_func.view(-1, num_generations, 2)
+    reward_k = (grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)
+    rewards = (reward_k.view(-1, 2) * weights).sum(1)
+    trl = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
+    ours = group_advantages(rewards_per_func, group_size=num_generations, aggregation="normalize_then_sum",
+                            components=True, reward_weights=weights)
+    torch.testing.assert_close(ours, trl, rtol=1e-10, atol=1e-12)
+
+
+def test_a_decoupled_component_keeps_its_weight():
+    # GDPO's point: summed first, a reward with a large range drowns a small one; normalised first,
+    # each counts by its weight. Members (r0 in {0, 10}, r1 in {0, 1}): (10, 1) (10, 0) (0, 1) (0, 0).
+    components = torch.tensor([[10.0, 1.0], [10.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    summed = group_advantages(components, group_size=4, components=True, scale="none")
+    assert summed.tolist() == [5.5, 4.5, -4.5, -5.5]  # sums 11, 10, 1, 0 around 5.5: r0 decides
+    decoupled = group_advantages(components, group_size=4, aggregation="normalize_then_sum", components=True)
+    # each component splits the group 2-2: z = +-5/std(r0) and +-0.5/std(r1), both +-0.866;
+    # the sums 1.732, 0, 0, -1.732 then go over their batch std 1.414 (eps 1e-4 in both steps)
+    z = 0.5 / (statistics.stdev([1.0, 0.0, 1.0, 0.0]) + EPS)
+    z0 = 5.0 / (statistics.stdev([10.0, 10.0, 0.0, 0.0]) + EPS)
+    total = [z0 + z, z0 - z, -z0 + z, -z0 - z]
+    batch_std = statistics.stdev(total)
+    assert decoupled.tolist() == pytest.approx([x / (batch_std + EPS) for x in total], abs=1e-12)
+    # (10, 0) and (0, 1) now count the same (up to eps, which weighs on the two stds differently)
+    assert abs(decoupled[1].item()) < 1e-3 and abs(decoupled[2].item()) < 1e-3 < decoupled[0].item()
+
+
+def test_single_component_normalize_then_sum_is_batch_renormalised():
+    # one reward: normalize_then_sum = the group advantage over its batch std (as TRL)
+    torch.manual_seed(10)
+    returns = torch.randn(8, dtype=torch.float64)
+    plain = group_advantages(returns, group_size=4)
+    adv = group_advantages(returns, group_size=4, aggregation="normalize_then_sum")
+    torch.testing.assert_close(adv, plain / (plain.std() + EPS))
+    as_component = group_advantages(returns[:, None], group_size=4, aggregation="normalize_then_sum", components=True)
+    torch.testing.assert_close(as_component, adv)
+    # and with scale none the two aggregations agree
+    none = group_advantages(returns, group_size=4, scale="none", aggregation="normalize_then_sum")
+    torch.testing.assert_close(none, group_advantages(returns, group_size=4, scale="none"))
+
+
+def test_components_per_column():
+    # [S, T, F]: every column t is its own problem
+    torch.manual_seed(11)
+    returns = torch.randn(6, 3, 2, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    for aggregation in ("sum_then_normalize", "normalize_then_sum"):
+        adv = group_advantages(returns, group_ids=labels, aggregation=aggregation, components=True,
+                               baseline="loo", reward_weights=[2.0, 1.0])
+        assert adv.shape == (6, 3)
+        for t in range(3):
+            column = group_advantages(returns[:, t], group_ids=labels, aggregation=aggregation, components=True,
+                                      baseline="loo", reward_weights=[2.0, 1.0])
+            torch.testing.assert_close(adv[:, t], column)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"baseline": "median"}, r"baseline must be one of \('mean', 'loo'\), got 'median'"),
+        ({"aggregation": "mean"},
+         r"aggregation must be one of \('sum_then_normalize', 'normalize_then_sum'\), got 'mean'"),
+        ({"reward_weights": [1.0, 2.0]}, r"reward_weights weigh reward components: pass components=True"),
+        ({"components": True, "reward_weights": [1.0, 2.0]},
+         r"reward_weights must be 1 finite numbers \(one per component, \[F\] = \[1\]\), got \[1.0, 2.0\]"),
+    ],
+)
+def test_baseline_and_component_errors(kwargs, match):
+    returns = torch.zeros(6, 1) if kwargs.get("components") else torch.zeros(6)
+    with pytest.raises(ValueError, match=match):
+        group_advantages(returns, group_size=3, **kwargs)
+
+
+def test_components_reject_bad_shapes():
+    with pytest.raises(ValueError, match=r"returns with components must have shape \[S, F\] or \[S, T, F\], got \[6\]"):
+        group_advantages(torch.zeros(6), group_size=3, components=True)
+    with pytest.raises(ValueError, match=r"rewards must have shape \[T, S, F\], got \[4, 6\]"):
+        process_group_advantages(torch.zeros(4, 6), group_size=3, components=True)
+
+
 # --------------------------------------------------------------------------- process supervision
 
 
@@ -188,6 +383,33 @@ def test_process_group_advantages_match_loop_reference():
             expected = reference_group_advantages(future[t], labels.tolist(), scale=scale)
             assert adv[t].tolist() == pytest.approx(expected, abs=1e-12), (scale, t)
         assert adv[:, 8:].abs().sum().item() == 0.0
+
+
+@pytest.mark.parametrize("aggregation", ["sum_then_normalize", "normalize_then_sum"])
+def test_process_group_advantages_with_components_and_loo(aggregation):
+    torch.manual_seed(12)
+    num_steps, num_members, gamma, weights = 5, 8, 0.9, [1.0, 0.25]
+    rewards = torch.randn(num_steps, num_members, 2, dtype=torch.float64)
+    dones = torch.rand(num_steps, num_members) < 0.2
+    labels = torch.tensor([0, 1, 0, 1, 2, 2, 3, 0])  # member 6 alone
+    adv = process_group_advantages(rewards, group_ids=labels, gamma=gamma, dones=dones, baseline="loo",
+                                   aggregation=aggregation, components=True, reward_weights=weights)
+    # loop reference: each component's return-to-go, then the step's group maths
+    future = [[[0.0, 0.0] for _ in range(num_members)] for _ in range(num_steps)]
+    for i in range(num_members):
+        for f in range(2):
+            running = 0.0
+            for t in reversed(range(num_steps)):
+                running = rewards[t, i, f].item() + gamma * (0.0 if dones[t, i] else 1.0) * running
+                future[t][i][f] = running
+    for t in range(num_steps):
+        if aggregation == "sum_then_normalize":
+            total = [weights[0] * a + weights[1] * b for a, b in future[t]]
+            expected = reference_group_advantages(total, labels.tolist(), baseline="loo")
+        else:
+            expected = reference_normalize_then_sum(future[t], labels.tolist(), weights, baseline="loo")
+        assert adv[t].tolist() == pytest.approx(expected, abs=1e-12), t
+    assert adv[:, 6].tolist() == [0.0] * num_steps
 
 
 def test_process_group_advantages_group_size_and_errors():

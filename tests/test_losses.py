@@ -6,8 +6,12 @@ import pytest
 import torch
 
 from marl_grpo.losses import (
+    CLIPPED_LOSS_TYPES,
     KL_ESTIMATORS,
+    LOSS_RATIO_LEVELS,
     LOSS_TYPES,
+    RATIO_LEVELS,
+    check_loss_options,
     explained_variance,
     kl_penalty,
     policy_loss,
@@ -64,6 +68,35 @@ def make_batch(dtype=torch.float64):
 #   grpo    = (-1.1 + 1.6) / 2 = 0.25
 #   bnpo    = dapo = (-3.3 + 3.2) / 5 = -0.02
 #   dr_grpo = -0.1 / 6
+#   luspo   = (-3.3 + 3.2) / S = -0.05          (sum over each sequence's tokens, mean over sequences)
+#
+# The other loss types, on the same batch. logp = old_logp + ln r:
+#   seq 0: L0 = [-1 + ln2, -2 - ln2, -0.5 + ln1.331]   sum -3.5 + ln1.331
+#   seq 1: L1 = [-1.5 + ln1.8, -0.7 + ln0.2]           sum -2.2 + ln0.36
+#
+# cispo (eps_max = clip_eps_high = 1.5): l = -min(r, 1.5) A logp, token mean over the 5 tokens
+#   token:    weights seq 0 [1.5, 0.5, 1.331], seq 1 [1.5, 0.2]
+#             (-(1.5 L00 + 0.5 L01 + 1.331 L02) + 2 (1.5 L10 + 0.2 L11)) / 5
+#             cispo_clip_ratio: r > 1.5 and A > 0 only at seq 0 token 0 -> 1/5
+#   sequence: weights 1.1 and 0.6: (-1.1 sum L0 + 2 * 0.6 sum L1) / 5; nothing capped
+# sapo (tau+ = 1 for A > 0, tau- = 1.05): l = -sigmoid(tau (r - 1)) 4/tau A, grpo aggregation
+#   token:    seq 0: -(4/3)(sig(1) + sig(-0.5) + sig(0.331))
+#             seq 1: 2 (4/1.05) (sig(0.84) + sig(-0.84)) / 2 = 4/1.05   (sig(x) + sig(-x) = 1)
+#   sequence: seq 0: -4 sig(0.1);  seq 1: 2 (4/1.05) sig(1.05 * -0.4) = (8/1.05) sig(-0.42)
+# vespo (token ratios only): w = prod_t r_t, phi = w^k exp(lambda (1 - w)), token mean of -phi A logp
+#   seq 0: w = 1.331, A > 0 (k 2, lambda 3): phi0 = 1.331^2 exp(3 (1 - 1.331))
+#   seq 1: w = 0.36,  A < 0 (k 3, lambda 2): phi1 = 0.36^3 exp(2 (1 - 0.36))
+#   loss = (-phi0 sum L0 + 2 phi1 sum L1) / 5;  vespo/phi_seq_mean = (phi0 + phi1) / 2
+L0 = [-1.0 + LN2, -2.0 - LN2, -0.5 + math.log(1.331)]
+L1 = [-1.5 + math.log(1.8), -0.7 + math.log(0.2)]
+CISPO_EPS_MAX = 1.5
+PHI = (1.331**2 * math.exp(3 * (1 - 1.331)), 0.36**3 * math.exp(2 * (1 - 0.36)))
+
+
+def sig(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
 SURROGATE = {
     ("grpo", "token"): (-2.9 / 3 + 5.2 / 2) / 2,
     ("bnpo", "token"): 2.3 / 5,
@@ -73,43 +106,64 @@ SURROGATE = {
     ("bnpo", "sequence"): -0.02,
     ("dapo", "sequence"): -0.02,
     ("dr_grpo", "sequence"): -0.1 / 6,
+    ("luspo", "sequence"): -0.05,
+    ("cispo", "token"): (-(1.5 * L0[0] + 0.5 * L0[1] + 1.331 * L0[2]) + 2 * (1.5 * L1[0] + 0.2 * L1[1])) / 5,
+    ("cispo", "sequence"): (-1.1 * sum(L0) + 2 * 0.6 * sum(L1)) / 5,
+    ("sapo", "token"): (-(4 / 3) * (sig(1.0) + sig(-0.5) + sig(0.331)) + 4 / 1.05) / 2,
+    ("sapo", "sequence"): (-4 * sig(0.1) + (8 / 1.05) * sig(-0.42)) / 2,
+    ("vespo", "token"): (-PHI[0] * sum(L0) + 2 * PHI[1] * sum(L1)) / 5,
 }
+"""every loss_type x ratio_level that the loss core allows (luspo: sequence only; vespo: token only)"""
 
-# Aggregated per-token KL, with d = logp - ref on the real tokens
-#   seq 0: [ln2, 0, -ln2]   seq 1: [0, ln2]
-# k1 = d:                     seq sums 0 and ln2
-#   grpo (0/3 + ln2/2)/2 = ln2/4,  bnpo ln2/5,  dr_grpo ln2/6
-# k2 = d^2/2 = q (q = ln2^2/2 at +-ln2): seq sums 2q and q
-#   grpo (2q/3 + q/2)/2 = 7q/12,   bnpo 3q/5,   dr_grpo 3q/6
-# k3 = exp(-d) + d - 1:  d=ln2 -> 1/2 + ln2 - 1 = ln2 - 1/2;  d=-ln2 -> 2 - ln2 - 1 = 1 - ln2
-#   seq sums (ln2 - 1/2) + (1 - ln2) = 1/2 and ln2 - 1/2
-#   grpo (1/6 + (ln2 - 1/2)/2)/2,  bnpo (1/2 + ln2 - 1/2)/5 = ln2/5,  dr_grpo ln2/6
+# Per-token KL, with d = logp - ref on the real tokens (q = ln2^2 / 2):
+#                    seq 0                       seq 1          sums (s0, s1)
+#   k1 = d           [ln2, 0, -ln2]              [0, ln2]       (0, ln2)
+#   k2 = d^2/2       [q, 0, q]                   [0, q]         (2q, q)
+#   k3 = e^-d + d - 1 [ln2 - 1/2, 0, 1 - ln2]    [0, ln2 - 1/2] (1/2, ln2 - 1/2)
+# With use_bias_correction_kl each token's KL is multiplied by the importance ratio:
+#   token ratios [2, 0.5, 1.331] and [1.8, 0.2]:
+#     k1 (2 ln2 - 1.331 ln2, 0.2 ln2)   k2 (2q + 1.331 q, 0.2 q)
+#     k3 (2 (ln2 - 1/2) + 1.331 (1 - ln2), 0.2 (ln2 - 1/2))
+#   sequence ratios 1.1 and 0.6: the plain sums times 1.1 and 0.6
+# Aggregation of the sums over 3 and 2 real tokens: grpo (and sapo) (s0/3 + s1/2) / 2; bnpo, dapo
+# (and cispo, vespo) (s0 + s1) / 5; dr_grpo (s0 + s1) / (S * T = 6); luspo (s0 + s1) / S.
 Q = LN2**2 / 2
-KL_AGG = {
-    ("grpo", "k1"): LN2 / 4,
-    ("bnpo", "k1"): LN2 / 5,
-    ("dapo", "k1"): LN2 / 5,
-    ("dr_grpo", "k1"): LN2 / 6,
-    ("grpo", "k2"): 7 * Q / 12,
-    ("bnpo", "k2"): 3 * Q / 5,
-    ("dapo", "k2"): 3 * Q / 5,
-    ("dr_grpo", "k2"): 3 * Q / 6,
-    ("grpo", "k3"): (0.5 / 3 + (LN2 - 0.5) / 2) / 2,
-    ("bnpo", "k3"): LN2 / 5,
-    ("dapo", "k3"): LN2 / 5,
-    ("dr_grpo", "k3"): LN2 / 6,
+KL_SUMS = {"k1": (0.0, LN2), "k2": (2 * Q, Q), "k3": (0.5, LN2 - 0.5)}
+KL_SUMS_TOKEN_CORRECTED = {
+    "k1": (2 * LN2 - 1.331 * LN2, 0.2 * LN2),
+    "k2": (2 * Q + 1.331 * Q, 0.2 * Q),
+    "k3": (2 * (LN2 - 0.5) + 1.331 * (1 - LN2), 0.2 * (LN2 - 0.5)),
 }
-# kl stat = mean over the 5 real tokens: k1 ln2/5, k2 3q/5, k3 ln2/5
-KL_STAT = {"k1": LN2 / 5, "k2": 3 * Q / 5, "k3": LN2 / 5}
+AGGREGATION = {"grpo": "grpo", "sapo": "grpo", "bnpo": "token_mean", "dapo": "token_mean",
+               "cispo": "token_mean", "vespo": "token_mean", "dr_grpo": "dr_grpo", "luspo": "luspo"}
+
+
+def kl_sums(kl_estimator, bias_correction, ratio_level):
+    s0, s1 = KL_SUMS[kl_estimator]
+    if not bias_correction:
+        return s0, s1
+    if ratio_level == "token":
+        return KL_SUMS_TOKEN_CORRECTED[kl_estimator]
+    return 1.1 * s0, 0.6 * s1
+
+
+def aggregate_sums(s0, s1, loss_type):
+    return {"grpo": (s0 / 3 + s1 / 2) / 2, "token_mean": (s0 + s1) / 5, "dr_grpo": (s0 + s1) / 6,
+            "luspo": (s0 + s1) / 2}[AGGREGATION[loss_type]]
+
 
 # Stats in TRL's units:
 #   token level: over the 5 real tokens; high-clipped 2, low-clipped 1
 #   sequence level with [S] advantages: over the 2 sequences; seq 1 low-clipped
 CLIP_STATS = {
-    "token": {"clip_frac": 3 / 5, "clip_frac_low": 1 / 5, "clip_frac_high": 2 / 5,
-              "ratio_mean": (2.0 + 0.5 + 1.331 + 1.8 + 0.2) / 5},
-    "sequence": {"clip_frac": 1 / 2, "clip_frac_low": 1 / 2, "clip_frac_high": 0.0,
-                 "ratio_mean": (1.1 + 0.6) / 2},
+    "token": {"clip_frac": 3 / 5, "clip_frac_low": 1 / 5, "clip_frac_high": 2 / 5},
+    "sequence": {"clip_frac": 1 / 2, "clip_frac_low": 1 / 2, "clip_frac_high": 0.0},
+}
+RATIO_MEAN = {"token": (2.0 + 0.5 + 1.331 + 1.8 + 0.2) / 5, "sequence": (1.1 + 0.6) / 2}
+OTHER_STATS = {
+    ("cispo", "token"): {"cispo_clip_ratio": 1 / 5, "clip_frac": 1 / 5},
+    ("cispo", "sequence"): {"cispo_clip_ratio": 0.0, "clip_frac": 0.0},
+    ("vespo", "token"): {"vespo/phi_seq_mean": (PHI[0] + PHI[1]) / 2},
 }
 # approx_kl always uses the token ratio: mean over real tokens of (r - 1) - ln r
 APPROX_KL = sum((r - 1) - math.log(r) for r in [2.0, 0.5, 1.331, 1.8, 0.2]) / 5
@@ -122,25 +176,40 @@ def close(actual, expected, tol=1e-9):
 # --------------------------------------------------------------------------- hand-computed grid
 
 
+@pytest.mark.parametrize("bias_correction", [False, True])
 @pytest.mark.parametrize("kl_estimator", KL_ESTIMATORS)
-@pytest.mark.parametrize("ratio_level", ["token", "sequence"])
-@pytest.mark.parametrize("loss_type", LOSS_TYPES)
-def test_policy_loss_hand_computed(loss_type, ratio_level, kl_estimator):
+@pytest.mark.parametrize("loss_type, ratio_level", list(SURROGATE))
+def test_policy_loss_hand_computed(loss_type, ratio_level, kl_estimator, bias_correction):
     logp, old_logp, advantages, mask, ref_logp = make_batch()
     kl_coef = 0.1
     loss, stats = policy_loss(
         logp, old_logp, advantages, mask,
         ratio_level=ratio_level, loss_type=loss_type,
-        ref_logp=ref_logp, kl_coef=kl_coef, kl_estimator=kl_estimator,
+        clip_eps_high=CISPO_EPS_MAX if loss_type == "cispo" else None,
+        ref_logp=ref_logp, kl_coef=kl_coef, kl_estimator=kl_estimator, use_bias_correction_kl=bias_correction,
     )
     surrogate = SURROGATE[(loss_type, ratio_level)]
+    s0, s1 = kl_sums(kl_estimator, bias_correction, ratio_level)
     # the KL is added per token before aggregating, and every aggregation is linear
-    assert close(loss, surrogate + kl_coef * KL_AGG[(loss_type, kl_estimator)])
+    assert close(loss, surrogate + kl_coef * aggregate_sums(s0, s1, loss_type))
     assert close(stats["policy_loss"], surrogate)
-    assert close(stats["kl"], KL_STAT[kl_estimator])
+    assert close(stats["kl"], (s0 + s1) / 5)
     assert close(stats["approx_kl"], APPROX_KL)
-    for name, expected in CLIP_STATS[ratio_level].items():
-        assert close(stats[name], expected), name
+    assert close(stats["ratio_mean"], RATIO_MEAN[ratio_level])
+    if loss_type in CLIPPED_LOSS_TYPES:
+        expected = CLIP_STATS[ratio_level]
+    else:
+        expected = OTHER_STATS.get((loss_type, ratio_level), {})
+    for name, value in expected.items():
+        assert close(stats[name], value), name
+    if loss_type in ("sapo", "vespo"):  # soft weights: no hard clip to count
+        assert "clip_frac" not in stats
+
+
+def test_grid_covers_every_allowed_combination():
+    allowed = {(t, r) for t in LOSS_TYPES for r in RATIO_LEVELS if r in LOSS_RATIO_LEVELS.get(t, RATIO_LEVELS)}
+    assert set(SURROGATE) == allowed
+    assert len(allowed) == 2 * 8 - 2
 
 
 def test_stats_are_detached_zero_dim_tensors():
@@ -149,6 +218,10 @@ def test_stats_are_detached_zero_dim_tensors():
     _, stats = policy_loss(logp, old_logp, advantages, mask, ref_logp=ref_logp, dual_clip=3.0)
     assert {"policy_loss", "clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl",
             "ratio_mean", "kl", "dual_clip_frac"} <= set(stats)
+    for loss_type, key in (("cispo", "cispo_clip_ratio"), ("vespo", "vespo/phi_seq_mean"), ("sapo", "ratio_mean")):
+        _, more = policy_loss(logp, old_logp, advantages, mask, ref_logp=ref_logp, loss_type=loss_type)
+        assert key in more
+        stats.update({f"{loss_type}:{k}": v for k, v in more.items()})
     for name, value in stats.items():
         assert isinstance(value, torch.Tensor) and value.dim() == 0, name
         assert not value.requires_grad, name
@@ -219,11 +292,140 @@ def test_dual_clip_has_no_gradient_where_it_binds():
     assert logp.grad[0, 1].item() == pytest.approx(-0.5 / 6)
 
 
+@pytest.mark.parametrize(
+    "delta, ratio_level, expected_loss, expected_high",
+    [
+        # delta = 1.5 caps the unclipped branch: seq 1 token 0 (r = 1.8, A = -2):
+        # min(1.5 * -2, 1.2 * -2) = -3 -> 3.0 instead of 3.6; seq 0 keeps its clipped 1.2s
+        # grpo = (-2.9/3 + (3.0 + 1.6)/2) / 2; the capped ratios 1.5 > 1.2 still count as high-clipped
+        (1.5, "token", (-2.9 / 3 + 4.6 / 2) / 2, 2 / 5),
+        # delta = 1.1 < 1 + eps_high also lowers A > 0 tokens: seq 0 [-1.1, -0.5, -1.1] = -2.7,
+        # seq 1 r = 1.8: min(-2.2, -2.4) = -2.4 -> 2.4, r = 0.2 -> 1.6: (-2.7/3 + 4.0/2) / 2 = 0.55.
+        # TRL counts clipping on the capped ratio (1.1 < 1.2): nothing is high-clipped
+        (1.1, "token", 0.55, 0.0),
+        # sequence level, delta = 1.05: s_0 = 1.1 -> min(1.05, 1.1) = 1.05; seq 1 (s = 0.6) unchanged
+        (1.05, "sequence", (-1.05 + 1.6) / 2, 0.0),
+    ],
+)
+def test_delta_two_sided_clipping(delta, ratio_level, expected_loss, expected_high):
+    logp, old_logp, advantages, mask, _ = make_batch()
+    logp.requires_grad_(True)
+    loss, stats = policy_loss(logp, old_logp, advantages, mask, ratio_level=ratio_level, delta=delta)
+    assert close(loss, expected_loss)
+    assert close(stats["clip_frac_high"], expected_high)
+    assert close(stats["ratio_mean"], RATIO_MEAN[ratio_level])  # the ratio before the cap
+    loss.backward()
+    if ratio_level == "token":  # where the cap binds the loss is a constant: no gradient
+        assert logp.grad[1, 0].item() == 0.0
+        assert logp.grad[1, 1].item() == 0.0  # low-clipped as before
+        # seq 0 token 1 (r = 0.5, A = +1, unclipped): d/dlogp of -r A / (3 * 2) = -0.5 / 6
+        assert logp.grad[0, 1].item() == pytest.approx(-0.5 / 6)
+
+
+def test_delta_is_the_dual_clip_for_negative_advantages():
+    # with delta > 1 + eps_high, the two-sided clip bounds A < 0 tokens at -delta * A, like dual_clip
+    torch.manual_seed(4)
+    old_logp = -torch.rand(5, 4, dtype=torch.float64)
+    logp = old_logp + torch.randn(5, 4, dtype=torch.float64)
+    advantages = torch.tensor([-1.0, -0.5, -2.0, -0.1, -3.0], dtype=torch.float64)
+    with_delta, _ = policy_loss(logp, old_logp, advantages, delta=1.7)
+    with_dual, _ = policy_loss(logp, old_logp, advantages, dual_clip=1.7)
+    assert close(with_delta, with_dual.item(), tol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "threshold, ratio_level, expected",
+    [
+        # mean_t (old_logp - logp) = -mean_t ln r: seq 0 -ln1.331/3 = -ln1.1 (A > 0: kept anyway),
+        # seq 1 -(ln1.8 + ln0.2)/2 = -ln0.6 = 0.511 with A < 0: dropped when 0.511 > threshold
+        (0.5, "token", (-2.9 / 3 + 0.0) / 2),
+        (0.52, "token", SURROGATE[("grpo", "token")]),
+        (0.5, "sequence", (-1.1 + 0.0) / 2),
+        (0.0, "sequence", (-1.1 + 0.0) / 2),
+    ],
+)
+def test_off_policy_mask(threshold, ratio_level, expected):
+    logp, old_logp, advantages, mask, ref_logp = make_batch()
+    logp.requires_grad_(True)
+    loss, stats = policy_loss(logp, old_logp, advantages, mask, ratio_level=ratio_level,
+                              off_policy_mask_threshold=threshold)
+    assert close(loss, expected)
+    assert close(stats["policy_loss"], expected)
+    loss.backward()
+    dropped = threshold < -math.log(0.6)
+    assert torch.all(logp.grad[1] == 0) == dropped
+    # the KL term is not masked (TRL adds it after the mask)
+    with_kl, _ = policy_loss(logp, old_logp, advantages, mask, ratio_level=ratio_level,
+                             off_policy_mask_threshold=threshold, ref_logp=ref_logp, kl_coef=0.1)
+    assert close(with_kl, expected + 0.1 * aggregate_sums(*KL_SUMS["k3"], "grpo"))
+
+
+def test_off_policy_mask_with_per_token_advantages_tests_each_token():
+    # seq 1's mean KL 0.511 > 0.5: its A < 0 token is dropped, its A = 3 token kept:
+    # r = 0.2, A = 3: -min(0.6, 2.4) = -0.6 -> seq 1 mean (0 - 0.6) / 2; seq 0 as before
+    logp, old_logp, _, mask, _ = make_batch()
+    advantages = torch.tensor([[1.0, 1.0, 1.0], [-2.0, 3.0, 0.0]], dtype=torch.float64)
+    loss, _ = policy_loss(logp, old_logp, advantages, mask, off_policy_mask_threshold=0.5)
+    assert close(loss, (-2.9 / 3 - 0.3) / 2)
+
+
+def test_cispo_cap_defaults_to_clip_eps_as_in_trl():
+    # TRL's epsilon_high falls back to epsilon (0.2), and CISPO caps the ratio itself at it:
+    # every weight is min(r, 0.2) = 0.2 here (the smallest ratio is 0.2)
+    logp, old_logp, advantages, mask, _ = make_batch()
+    loss, stats = policy_loss(logp, old_logp, advantages, mask, loss_type="cispo")
+    assert close(loss, (-0.2 * sum(L0) + 2 * 0.2 * sum(L1)) / 5)
+    assert close(stats["cispo_clip_ratio"], 3 / 5)  # the A > 0 tokens, all with r > 0.2
+
+
+def test_cispo_weight_carries_no_gradient():
+    # d/dlogp of -sg[min(r, eps_max)] A logp is -min(r, eps_max) A / N: the weight is a constant
+    logp, old_logp, advantages, mask, _ = make_batch()
+    logp.requires_grad_(True)
+    policy_loss(logp, old_logp, advantages, mask, loss_type="cispo", clip_eps_high=CISPO_EPS_MAX)[0].backward()
+    expected = torch.tensor([[-1.5, -0.5, -1.331], [2 * 1.5, 2 * 0.2, 0.0]], dtype=torch.float64) / 5
+    torch.testing.assert_close(logp.grad, expected)
+
+
+def test_vespo_weight_is_one_on_policy_and_shrinks_off_policy():
+    # phi(1) = 1; phi peaks at w = k / lambda and decays for large w
+    logp = torch.zeros(2, 2, dtype=torch.float64)
+    advantages = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    for shift, expected in [(0.0, (1.0, 1.0)), (0.5, (math.exp(3 - 3 * math.e) * math.e**2,
+                                                       math.exp(2 - 2 * math.e) * math.e**3))]:
+        old_logp = logp - shift  # log w = 2 * shift
+        _, stats = policy_loss(logp, old_logp, advantages, loss_type="vespo")
+        assert close(stats["vespo/phi_seq_mean"], sum(expected) / 2, tol=1e-12)
+
+
+@pytest.mark.parametrize("loss_type, ratio_level, match", [
+    ("luspo", "token", r"loss_type='luspo' needs ratio_level='sequence', got ratio_level='token'"),
+    ("vespo", "sequence", r"loss_type='vespo' needs ratio_level='token', got ratio_level='sequence'"),
+])
+def test_invalid_loss_type_ratio_level_combinations_raise(loss_type, ratio_level, match):
+    logp, old_logp, advantages, mask, _ = make_batch()
+    with pytest.raises(ValueError, match=match):
+        policy_loss(logp, old_logp, advantages, mask, loss_type=loss_type, ratio_level=ratio_level)
+    with pytest.raises(ValueError, match=match):
+        check_loss_options(loss_type, ratio_level)
+
+
+@pytest.mark.parametrize("loss_type", ["cispo", "sapo", "vespo"])
+@pytest.mark.parametrize("option", ["delta", "dual_clip"])
+def test_clip_bounds_need_a_clipped_loss_type(loss_type, option):
+    logp, old_logp, advantages, mask, _ = make_batch()
+    with pytest.raises(ValueError, match=rf"{option}=1.5 bounds the clipped surrogate .* loss_type='{loss_type}' "
+                                         rf"has none: set {option}=None"):
+        policy_loss(logp, old_logp, advantages, mask, loss_type=loss_type, **{option: 1.5})
+
+
 # --------------------------------------------------------------------------- on-policy behaviour
 
 
-@pytest.mark.parametrize("ratio_level", ["token", "sequence"])
-@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+ALLOWED = list(SURROGATE)
+
+
+@pytest.mark.parametrize("loss_type, ratio_level", ALLOWED)
 @pytest.mark.parametrize("per_token_advantages", [False, True])
 def test_on_policy_gradient_direction(loss_type, ratio_level, per_token_advantages):
     torch.manual_seed(0)
@@ -242,36 +444,145 @@ def test_on_policy_gradient_direction(loss_type, ratio_level, per_token_advantag
     loss, stats = policy_loss(logp, old_logp, advantages, mask, ratio_level=ratio_level, loss_type=loss_type)
     loss.backward()
 
-    # On-policy every ratio is 1, so each token's loss is -A_t and nothing is clipped.
+    # On-policy every ratio is 1 and nothing is clipped; each token's loss is c_t * -A_t with
+    #   c = 1 for the clipped surrogates,
+    #   c = sigmoid(0) * 4 / tau = 2 / tau for sapo (tau = 1 where A > 0, 1.05 elsewhere),
+    #   c = min(1, eps_max) * logp = 0.2 logp for cispo (eps_max falls back to clip_eps, as in TRL),
+    #   c = phi(1) * logp = logp for vespo,
+    # aggregated as the loss type says.
     m = mask.double()
-    if loss_type == "grpo":
-        expected = -((token_adv * m).sum(1) / m.sum(1)).mean()
+    x = old_logp
+    tau = torch.where(token_adv > 0, torch.tensor(1.0, dtype=x.dtype), torch.tensor(1.05, dtype=x.dtype))
+    coef = {"sapo": 2 / tau, "cispo": 0.2 * x, "vespo": x}.get(loss_type, 1.0)
+    per_token = -coef * token_adv * m
+    if loss_type in ("grpo", "sapo"):
+        expected = (per_token.sum(1) / m.sum(1)).mean()
     elif loss_type == "dr_grpo":
-        expected = -(token_adv * m).sum() / (4 * 5)
+        expected = per_token.sum() / (4 * 5)
+    elif loss_type == "luspo":
+        expected = per_token.sum(1).mean()
     else:
-        expected = -(token_adv * m).sum() / m.sum()
+        expected = per_token.sum() / m.sum()
     assert close(loss, expected.item(), tol=1e-12)
-    assert stats["clip_frac"].item() == 0.0
+    if loss_type == "cispo":  # the cap 0.2 < 1 binds at every token with A > 0 (TRL's count)
+        if ratio_level == "sequence" and not per_token_advantages:  # counted over sequences
+            share = (advantages > 0).double().mean().item()
+        else:
+            share = ((token_adv > 0) * m).sum().item() / m.sum().item()
+        assert close(stats["cispo_clip_ratio"], share)
+    else:
+        assert stats.get("clip_frac", torch.zeros(())).item() == 0.0
     assert stats["approx_kl"].item() == 0.0
     assert stats["ratio_mean"].item() == 1.0
+    if loss_type == "vespo":
+        assert stats["vespo/phi_seq_mean"].item() == 1.0
 
     # A gradient-descent step raises logp where A > 0, lowers it where A < 0, and leaves
-    # padding alone.
+    # padding alone; sapo's soft gate has the slope of the ratio itself at r = 1.
     step = -logp.grad
     assert torch.all(step[mask & (token_adv > 0)] > 0)
     assert torch.all(step[mask & (token_adv < 0)] < 0)
     assert torch.all(step[~mask] == 0)
+    if loss_type == "sapo":
+        grpo = old_logp.clone().requires_grad_(True)
+        policy_loss(grpo, old_logp, advantages, mask, ratio_level=ratio_level, loss_type="grpo")[0].backward()
+        torch.testing.assert_close(logp.grad, grpo.grad, rtol=1e-12, atol=1e-15)
 
 
 def test_on_policy_loss_is_minus_mean_advantage():
     logp = -torch.rand(3, 4, dtype=torch.float64)
     advantages = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
-    for loss_type in LOSS_TYPES:
+    for loss_type in ("grpo", "bnpo", "dr_grpo", "dapo"):
         loss, _ = policy_loss(logp, logp, advantages, loss_type=loss_type)
         assert close(loss, -advantages.mean().item(), tol=1e-12), loss_type
+    # luspo sums each sequence's T = 4 tokens
+    loss, _ = policy_loss(logp, logp, advantages, loss_type="luspo", ratio_level="sequence")
+    assert close(loss, -4 * advantages.mean().item(), tol=1e-12)
 
 
-@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def trl_reference_loss(logp, old_logp, advantages, mask, ref_logp, *, loss_type, ratio_level, eps_low=0.2,
+                       eps_high=0.28, delta=None, off_policy_mask_threshold=None, beta=0.0, bias_correction=False,
+                       max_len=None):
+    """A plain transcription of TRL 1.16's GRPOTrainer._compute_loss (no vLLM, no entropy mask):
+    the sequence ratio is broadcast as a [S, 1] tensor whose gradient flows through the mean."""
+    adv = advantages.unsqueeze(1)
+    m = mask.double()
+    log_ratio = logp - old_logp
+    if ratio_level == "token":
+        log_w = log_ratio
+    else:
+        log_w = ((log_ratio * m).sum(-1) / m.sum(-1).clamp(min=1.0)).unsqueeze(-1)
+    coef_1 = torch.exp(log_w)
+    kl = torch.exp(ref_logp - logp) - (ref_logp - logp) - 1
+    if bias_correction:
+        kl = kl * coef_1
+    if loss_type == "cispo":
+        loss = -torch.clamp(coef_1, max=eps_high).detach() * adv * logp
+    elif loss_type == "sapo":
+        tau = torch.where(adv > 0, torch.tensor(1.0, dtype=adv.dtype), torch.tensor(1.05, dtype=adv.dtype))
+        loss = -(torch.sigmoid(tau * (coef_1 - 1)) * 4 / tau) * adv
+    elif loss_type == "vespo":
+        seq = (log_ratio.detach().clamp(-20, 20) * m).sum(-1, keepdim=True).clamp(math.log(1e-8), 20)
+        k = torch.where(adv >= 0, torch.tensor(2.0, dtype=adv.dtype), torch.tensor(3.0, dtype=adv.dtype))
+        lam = torch.where(adv >= 0, torch.tensor(3.0, dtype=adv.dtype), torch.tensor(2.0, dtype=adv.dtype))
+        phi = torch.exp(lam + k * seq - lam * torch.exp(seq))
+        loss = -phi * adv * logp
+    else:
+        coef_2 = torch.clamp(coef_1, 1 - eps_low, 1 + eps_high)
+        capped = coef_1 if delta is None else torch.clamp(coef_1, max=delta)
+        loss = -torch.min(capped * adv, coef_2 * adv)
+    if off_policy_mask_threshold is not None:
+        seq_kl = ((old_logp - logp.detach()) * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1.0)
+        loss = loss * ((adv >= 0) | (seq_kl <= off_policy_mask_threshold)).double()
+    loss = loss + beta * kl
+    if loss_type in ("grpo", "sapo"):
+        return ((loss * m).sum(-1) / m.sum(-1).clamp(min=1.0)).mean()
+    if loss_type in ("bnpo", "dapo", "cispo", "vespo"):
+        return (loss * m).sum() / m.sum().clamp(min=1.0)
+    if loss_type == "luspo":
+        return (loss * m).sum(-1).mean()
+    return (loss * m).sum() / (loss.size(0) * max_len)
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"delta": 1.3},
+    {"off_policy_mask_threshold": 0.05},
+    {"beta": 0.07},
+    {"beta": 0.07, "bias_correction": True},
+    {"beta": 0.07, "bias_correction": True, "off_policy_mask_threshold": 0.05, "delta": 1.3},
+])
+@pytest.mark.parametrize("loss_type, ratio_level", ALLOWED)
+def test_matches_trl_transcription_value_and_gradient(loss_type, ratio_level, options):
+    """Per-sequence advantages, random ratios: our loss (GSPO-token form included) has TRL's value
+    and gradient for every allowed loss type, with and without each option."""
+    if "delta" in options and loss_type not in CLIPPED_LOSS_TYPES:
+        options = {k: v for k, v in options.items() if k != "delta"}
+    torch.manual_seed(3)
+    old_logp = -torch.rand(6, 5, dtype=torch.float64) * 2
+    base = old_logp + 0.4 * torch.randn(6, 5, dtype=torch.float64)
+    ref_logp = old_logp + 0.3 * torch.randn(6, 5, dtype=torch.float64)
+    mask = torch.rand(6, 5) > 0.3
+    mask[:, 0] = True
+    advantages = torch.tensor([1.0, -1.0, 0.5, -2.0, 0.0, -0.3], dtype=torch.float64)
+
+    logp = base.clone().requires_grad_(True)
+    ours, _ = policy_loss(
+        logp, old_logp, advantages, mask, ratio_level=ratio_level, loss_type=loss_type, clip_eps=0.2,
+        clip_eps_high=0.28, max_len=7, delta=options.get("delta"),
+        off_policy_mask_threshold=options.get("off_policy_mask_threshold"), ref_logp=ref_logp,
+        kl_coef=options.get("beta", 0.0), use_bias_correction_kl=options.get("bias_correction", False),
+    )
+    ours.backward()
+    ref = base.clone().requires_grad_(True)
+    theirs = trl_reference_loss(ref, old_logp, advantages, mask, ref_logp, loss_type=loss_type,
+                                ratio_level=ratio_level, max_len=7, **options)
+    theirs.backward()
+    assert close(ours, theirs.item(), tol=1e-12)
+    torch.testing.assert_close(logp.grad, ref.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo", "dapo"])
 def test_gspo_token_form_matches_broadcast_sequence_ratio(loss_type):
     """With [S] advantages the GSPO-token form has the same value and gradient as
     broadcasting s_i = exp(mean_t log r) over the sequence (GSPO eq. 5 / TRL)."""
@@ -331,26 +642,27 @@ def test_kl_coef_zero_logs_kl_but_does_not_add_it():
     logp, old_logp, advantages, mask, ref_logp = make_batch()
     loss, stats = policy_loss(logp, old_logp, advantages, mask, ref_logp=ref_logp, kl_coef=0.0)
     assert close(loss, SURROGATE[("grpo", "token")])
-    assert close(stats["kl"], KL_STAT["k3"])
+    assert close(stats["kl"], sum(KL_SUMS["k3"]) / 5)
 
 
 # --------------------------------------------------------------------------- robustness
 
 
-@pytest.mark.parametrize("ratio_level", ["token", "sequence"])
-def test_garbage_in_padding_never_leaks(ratio_level):
+@pytest.mark.parametrize("loss_type, ratio_level", ALLOWED)
+def test_garbage_in_padding_never_leaks(loss_type, ratio_level):
     logp, old_logp, _, mask, ref_logp = make_batch()
     advantages = torch.tensor([[1.0, 1.0, 1.0], [-2.0, -2.0, -2.0]], dtype=torch.float64)
+    options = dict(loss_type=loss_type, ratio_level=ratio_level, ref_logp=ref_logp, kl_coef=0.1,
+                   use_bias_correction_kl=True, off_policy_mask_threshold=0.6)
     clean_logp = logp.clone().requires_grad_(True)
-    clean, _ = policy_loss(clean_logp, old_logp, advantages, mask, ratio_level=ratio_level,
-                           ref_logp=ref_logp, kl_coef=0.1)
+    clean, _ = policy_loss(clean_logp, old_logp, advantages, mask, **options)
     clean.backward()
 
     pad = mask == 0
     dirty_logp = logp.masked_fill(pad, -math.inf).requires_grad_(True)
     dirty, stats = policy_loss(
         dirty_logp, old_logp.masked_fill(pad, math.nan), advantages.masked_fill(pad, math.nan),
-        mask.bool(), ratio_level=ratio_level, ref_logp=ref_logp.masked_fill(pad, math.inf), kl_coef=0.1,
+        mask.bool(), **{**options, "ref_logp": ref_logp.masked_fill(pad, math.inf)},
     )
     dirty.backward()
     assert dirty.item() == pytest.approx(clean.item(), abs=1e-12)
@@ -408,7 +720,8 @@ def test_matches_plain_loop_reference_on_random_inputs():
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        ({"loss_type": "ppo"}, r"loss_type must be one of \('grpo', 'bnpo', 'dr_grpo', 'dapo'\), got 'ppo'"),
+        ({"loss_type": "ppo"},
+         r"loss_type must be one of \('grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo', 'vespo'\), got 'ppo'"),
         ({"ratio_level": "seq"}, r"ratio_level must be one of \('token', 'sequence'\), got 'seq'"),
         ({"kl_estimator": "k4", "ref_logp": "ref"}, r"kl_estimator must be one of \('k1', 'k2', 'k3'\), got 'k4'"),
         ({"clip_eps": 0.0}, r"clip_eps must be > 0, got 0.0"),
@@ -416,6 +729,11 @@ def test_matches_plain_loop_reference_on_random_inputs():
         ({"clip_eps_high": 0.0}, r"clip_eps_high must be > 0 or None, got 0.0"),
         ({"dual_clip": 1.0}, r"dual_clip must be > 1 or None, got 1.0"),
         ({"dual_clip": 0.5}, r"dual_clip must be > 1 or None, got 0.5"),
+        ({"delta": 1.0}, r"delta must be a finite number > 1.0 or None, got 1.0"),
+        ({"off_policy_mask_threshold": -0.1}, r"off_policy_mask_threshold must be a finite number >= 0.0 or None"),
+        ({"loss_type": "sapo", "sapo_temperature_neg": 0.0}, r"sapo_temperature_neg must be a finite number > 0.0"),
+        ({"loss_type": "vespo", "vespo_lambda_pos": -1.0}, r"vespo_lambda_pos must be a finite number > 0.0"),
+        ({"loss_type": "vespo", "vespo_k_neg": -1.0}, r"vespo_k_neg must be a finite number >= 0.0"),
         ({"kl_coef": 0.1}, r"kl_coef=0.1 > 0 needs ref_logp, got ref_logp=None"),
         ({"kl_coef": -0.1, "ref_logp": "ref"}, r"kl_coef must be >= 0, got -0.1"),
         ({"loss_type": "dr_grpo", "max_len": 2}, r"max_len must be an int >= T = 3"),
