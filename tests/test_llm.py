@@ -14,6 +14,7 @@ pytest.importorskip("transformers")
 
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
+import marl_grpo.llm.train  # noqa: E402
 import marl_grpo.run.update  # noqa: E402
 from marl_grpo.cli import main  # noqa: E402
 from marl_grpo.llm import LLMConfig, preset, train_llm  # noqa: E402
@@ -24,7 +25,10 @@ from marl_grpo.agents.llm_text import (  # noqa: E402
     ACTION_WORDS, DIRECTION_ANSWERS, compass, parse_answer, parse_answers, render_direction, render_soccer, vocabulary,
 )
 from marl_grpo.envs import SoccerVecEnv  # noqa: E402
-from marl_grpo.llm.tasks import DirectionTask, SoccerTask, answer_rewards  # noqa: E402
+from marl_grpo.advantages import group_advantages  # noqa: E402
+from marl_grpo.llm.config import PRESETS  # noqa: E402
+from marl_grpo.llm.tasks import DirectionTask, SoccerTask, answer_rewards, reward_components  # noqa: E402
+from marl_grpo.run.presets import parse_with_preset  # noqa: E402
 from marl_grpo.losses import policy_loss  # noqa: E402
 
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
@@ -314,11 +318,78 @@ def test_checkpoint_reloads_with_the_same_logits(agent, tmp_path, device):
     (["--num-minibatches", "3"], "num_minibatches=3 must divide prompts_per_step=2"),
     (["--opponent", "keeper"], "opponent='keeper' is invalid"),
     (["--bf16", "--device", "cpu"], "bf16=True is for CUDA"),
+    (["--loss-type", "luspo"], "loss_type='luspo' needs ratio_level='sequence', got ratio_level='token'"),
+    (["--loss-type", "vespo", "--ratio-level", "sequence"], "loss_type='vespo' needs ratio_level='token'"),
+    (["--loss-type", "sapo", "--delta", "4"], "delta=4.0 bounds the clipped surrogate .* loss_type='sapo' has none"),
+    (["--delta", "1"], "delta=1.0 is invalid: expected a finite number > 1.0"),
+    (["--off-policy-mask-threshold", "-0.5"], "off_policy_mask_threshold=-0.5 is invalid"),
+    (["--advantage-baseline", "median"], "advantage_baseline='median' is invalid: expected one of \\('mean', 'loo'\\)"),
+    (["--reward-aggregation", "max"], "reward_aggregation='max' is invalid"),
+    (["--sapo-temperature-neg", "0"], "sapo_temperature_neg=0.0 is invalid"),
     (["--model", "/nonexistent/model"], "'/nonexistent/model' does not hold a Hugging Face causal LM"),
 ])
 def test_bad_config_fails_fast(tmp_path, args, message):
     with pytest.raises(SystemExit, match=message):
         main(["llm", "--preset", "test", "--log-dir", str(tmp_path), *args])
+
+
+def test_loss_and_baseline_flags_reach_the_config():
+    cfg = parse_with_preset(
+        ["--loss-type", "luspo", "--ratio-level", "sequence", "--delta", "4", "--off-policy-mask-threshold", "0.5",
+         "--use-bias-correction-kl", "--advantage-baseline", "loo", "--reward-aggregation", "normalize_then_sum",
+         "--vespo-k-neg", "2.5"], PRESETS, "test", "marl-grpo llm", "")
+    assert (cfg.loss_type, cfg.ratio_level, cfg.delta, cfg.off_policy_mask_threshold, cfg.use_bias_correction_kl,
+            cfg.advantage_baseline, cfg.reward_aggregation, cfg.vespo_k_neg) == (
+        "luspo", "sequence", 4.0, 0.5, True, "loo", "normalize_then_sum", 2.5)
+    defaults = preset("test")  # today's defaults: no preset changes
+    assert (defaults.loss_type, defaults.delta, defaults.off_policy_mask_threshold, defaults.use_bias_correction_kl,
+            defaults.advantage_baseline, defaults.reward_aggregation) == (
+        "grpo", None, None, False, "mean", "sum_then_normalize")
+    assert (defaults.sapo_temperature_pos, defaults.sapo_temperature_neg, defaults.vespo_k_pos,
+            defaults.vespo_lambda_pos, defaults.vespo_k_neg, defaults.vespo_lambda_neg) == (
+        1.0, 1.05, 2.0, 3.0, 3.0, 2.0)
+    with pytest.raises(ValueError, match="loss_type='vespo' needs ratio_level='token'"):
+        LLMConfig(loss_type="vespo", ratio_level="sequence")
+
+
+def test_reward_components_sum_to_the_reward_bit_for_bit(device):
+    task = DirectionTask(num_prompts=2, group_size=3, stride=3, env_kwargs={"team_size": 1}, seed=0, device=device)
+    batch = task.draw()
+    truth = [DIRECTION_ANSWERS[i] for i in batch.truth.tolist()]
+    texts = [truth[0], "north", "ball north", truth[1], truth[1] + " .", "<bos>"]
+    rewards, task_rewards, valid, _ = answer_rewards(task, batch, texts, 3, format_penalty=0.7)
+    components, weights = reward_components(task_rewards, valid, 0.7)
+    assert components[:, 1].tolist() == [0.0, 0.0, -1.0, 0.0, -1.0, -1.0]
+    assert torch.equal((components * torch.tensor(weights)).sum(-1), rewards)
+    # so the default aggregation gives today's advantages exactly
+    assert torch.equal(group_advantages(components, group_size=3, components=True, reward_weights=weights),
+                       group_advantages(rewards, group_size=3))
+
+
+def test_training_passes_loss_type_baseline_and_aggregation(tmp_path, monkeypatch, device):
+    calls, losses = [], []
+
+    def recording_group_advantages(*args, **kwargs):
+        calls.append(kwargs)
+        return group_advantages(*args, **kwargs)
+
+    def recording_policy_loss(*args, **kwargs):
+        losses.append(kwargs)
+        return policy_loss(*args, **kwargs)
+
+    monkeypatch.setattr(marl_grpo.llm.train, "group_advantages", recording_group_advantages)
+    monkeypatch.setattr(marl_grpo.run.update, "policy_loss", recording_policy_loss)
+    result = train_llm(LLMConfig(**{
+        **preset("test").to_dict(), "log_dir": str(tmp_path), "total_iterations": 1, "eval_every": 0,
+        "save_every": 0, "device": device, "loss_type": "sapo", "sapo_temperature_neg": 1.3,
+        "off_policy_mask_threshold": 0.5, "advantage_baseline": "loo", "reward_aggregation": "normalize_then_sum"}))
+    assert [(c["baseline"], c["aggregation"], c["components"], c["reward_weights"]) for c in calls] == [
+        ("loo", "normalize_then_sum", True, [1.0, 1.0])]
+    assert [(k["loss_type"], k["sapo_temperature_neg"], k["off_policy_mask_threshold"]) for k in losses] == [
+        ("sapo", 1.3, 0.5)]
+    scalars = _scalars(Path(result["run_dir"]))
+    assert "losses/clipfrac" not in scalars  # sapo has no hard clip
+    assert scalars["losses/ratio_mean"][0].value == 1.0
 
 
 def test_unknown_preset_and_resume_without_run(tmp_path):

@@ -29,6 +29,8 @@ answering "east" to everything would otherwise score twice chance without readin
   outcome reward, Shao et al. 2024, sec. 4.1.2). Chance is 1/9.
 
 A malformed answer plays ``stay`` in the simulation; the trainer subtracts its format penalty.
+The reward has two components, the answer's score and the format term (`reward_components`), so
+``--reward-aggregation normalize_then_sum`` normalises each within its group before the sum.
 """
 
 from __future__ import annotations
@@ -254,6 +256,22 @@ def make_task(cfg: LLMConfig, num_prompts: int, group_size: int, seed: int, devi
     return DirectionTask(num_prompts, group_size, stride, **common)
 
 
+REWARD_COMPONENTS = ("answer", "format")
+"""The components of a completion's reward (TRL's reward functions): the task's score of the answer,
+and -1 for a malformed answer, weighted 1 and `format_penalty` (`reward_components`)."""
+
+
+def reward_components(task_rewards: torch.Tensor, valid: torch.Tensor,
+                      format_penalty: float) -> tuple[torch.Tensor, list[float]]:
+    """The reward of `answer_rewards` split into `REWARD_COMPONENTS`: `(components [S, F], weights [F])`.
+
+    `(components * weights).sum(-1)` is the reward (bit for bit), so `sum_then_normalize` gives the
+    same advantages as the summed reward; `normalize_then_sum` (GDPO) normalises the answer score
+    and the format term each within its group first, so that neither drowns the other.
+    """
+    return torch.stack([task_rewards, -(~valid).to(task_rewards.dtype)], -1), [1.0, format_penalty]
+
+
 def answer_rewards(task: SoccerTask | DirectionTask, batch: PromptBatch, texts: list[str], group_size: int,
                    format_penalty: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Parse and score the completions of a batch (G per prompt, contiguous).
@@ -269,4 +287,5 @@ def answer_rewards(task: SoccerTask | DirectionTask, batch: PromptBatch, texts: 
     return task_rewards - format_penalty * (~valid).float(), task_rewards, valid, table
 
 
-__all__ = ["TASKS", "DirectionTask", "MatchSource", "PromptBatch", "SoccerTask", "answer_rewards", "make_task"]
+__all__ = ["REWARD_COMPONENTS", "TASKS", "DirectionTask", "MatchSource", "PromptBatch", "SoccerTask", "answer_rewards",
+           "make_task", "reward_components"]

@@ -3,6 +3,7 @@
     marl-grpo llm --preset tiny                        # tiny Llama from scratch on CPU: runs/llm-tiny/
     marl-grpo llm --preset tiny --task direction       # the text-only verifiable task
     marl-grpo llm --preset gpu --model PATH --bf16     # a local Hugging Face model on a GPU
+    marl-grpo llm --preset tiny --loss-type sapo --advantage-baseline loo   # another TRL loss, RLOO's baseline
 
 `LLMTrainer` supplies the LLM's side of the shared run loop (`marl_grpo.run.loop`). One iteration:
 
@@ -12,11 +13,14 @@
    branched copy of the state, or checked against the truth; a malformed answer gets
    ``-format_penalty`` on top;
 4. **advantages**: `marl_grpo.advantages.group_advantages` over each prompt's G completions
-   (DeepSeekMath's GRPO, Shao et al. 2024, eq. 3);
+   (DeepSeekMath's GRPO, Shao et al. 2024, eq. 3), with the ``advantage_baseline`` (mean, or
+   RLOO's leave-one-out) and ``reward_aggregation`` of the reward's two components, the answer
+   score and the format term (TRL's multi_objective_aggregation; GDPO normalises each first);
 5. **update**: old (and reference) per-token log-probs are computed once, then `update_epochs`
    passes of the shared update step (`marl_grpo.run.update.policy_update`, on the loss core
-   `marl_grpo.losses.policy_loss`: ``loss_type`` grpo / bnpo / dr_grpo / dapo, ``ratio_level``
-   token or sequence = GSPO, clip-higher, k3 KL), as TRL's `GRPOTrainer` does;
+   `marl_grpo.losses.policy_loss`: every TRL 1.16 ``loss_type``, grpo / bnpo / dr_grpo / dapo /
+   cispo / sapo / luspo / vespo, ``ratio_level`` token or sequence = GSPO, clip-higher,
+   ``delta``, off-policy masking, k3 KL), as TRL's `GRPOTrainer` does;
 6. **log, evaluate, checkpoint**: TensorBoard (`llm/*`, `losses/*`, `eval/*`); the model and
    tokenizer in Hugging Face format under ``runs/<name>/checkpoint``.
 
@@ -46,7 +50,7 @@ import torch
 from marl_grpo.advantages import group_advantages, group_stats
 from marl_grpo.llm.config import LLMConfig
 from marl_grpo.llm.evaluate import autocast, evaluate_llm, make_eval_set
-from marl_grpo.llm.tasks import PromptBatch, answer_rewards, make_task
+from marl_grpo.llm.tasks import PromptBatch, answer_rewards, make_task, reward_components
 from marl_grpo.run.distributed import Shard
 from marl_grpo.run.files import EVAL_SEED, LLM_CONFIG_FILE
 from marl_grpo.run.loop import Trainer, run_training
@@ -131,7 +135,10 @@ class LLMTrainer(Trainer):
         log-probs stand in for them and the ratio is exactly 1.
         """
         cfg, agent, completions = self.cfg, self.agent, batch.completions
-        advantages = group_advantages(batch.rewards, group_size=cfg.group_size, scale=cfg.scale).to(self.device)
+        components, weights = reward_components(batch.task_rewards, batch.valid, cfg.format_penalty)  # [S, F], [F]
+        advantages = group_advantages(components, group_size=cfg.group_size, scale=cfg.scale,
+                                      baseline=cfg.advantage_baseline, aggregation=cfg.reward_aggregation,
+                                      components=True, reward_weights=weights).to(self.device)
         with torch.no_grad(), autocast(cfg, self.device):
             old_logp = (agent.completion_logps(completions, temperature=cfg.temperature)
                         if cfg.update_epochs > 1 or cfg.num_minibatches > 1 else None)

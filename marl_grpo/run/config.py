@@ -21,8 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Iterator
 
-from marl_grpo.advantages import SCALES
-from marl_grpo.losses import LOSS_TYPES, RATIO_LEVELS
+from marl_grpo.advantages import AGGREGATIONS, BASELINES, SCALES
+from marl_grpo.losses import LOSS_TYPES, RATIO_LEVELS, check_loss_options
 
 _DEFERRED = contextvars.ContextVar("marl_grpo_deferred_validation", default=False)
 
@@ -107,13 +107,40 @@ class RunConfig:
     max_grad_norm: float = 0.5
     """gradient clipping norm"""
     loss_type: str = "grpo"
-    """aggregation of the per-token losses, with TRL's semantics: grpo, bnpo, dr_grpo, dapo"""
+    """policy loss, with TRL 1.16's `GRPOConfig.loss_type` semantics (`marl_grpo.losses.policy_loss`):
+    the clipped surrogate aggregated as grpo, bnpo, dr_grpo, dapo or luspo (sequence ratios only,
+    LUSPO); cispo (MiniMax-M1: clipped detached weight); sapo (soft gate, "Soft Adaptive Policy Optimization"); vespo
+    (gamma weight of the sequence ratio; token ratios only)"""
     ratio_level: str = "token"
-    """importance ratio per token (PPO/GRPO) or per sequence (GSPO, Zheng et al. 2025)"""
+    """importance ratio per token (PPO/GRPO) or per sequence (GSPO, Zheng et al. 2025); TRL's
+    importance_sampling_level"""
     clip_eps: float = 0.2
-    """lower clip of the ratio (PPO, Schulman et al. 2017)"""
+    """lower clip of the ratio (PPO, Schulman et al. 2017); TRL's epsilon"""
     clip_eps_high: float | None = None
-    """upper clip if different (DAPO's clip-higher, Yu et al. 2025); None = clip_eps"""
+    """upper clip if different (DAPO's clip-higher, Yu et al. 2025); None = clip_eps; TRL's
+    epsilon_high. With cispo it caps the importance weight itself (ScaleRL's eps_max, 5.0
+    recommended), and None caps it at clip_eps as in TRL"""
+    delta: float | None = None
+    """two-sided clipping (INTELLECT-2, TRL's delta): the unclipped branch uses min(ratio, delta),
+    > 1 (above 1 + clip_eps_high recommended); clipped loss types only; None = off"""
+    off_policy_mask_threshold: float | None = None
+    """drop the policy loss of a sequence whose advantage is negative and whose mean
+    log(pi_old / pi) per token exceeds this (DeepSeek-V3.2 eq. 9; TRL suggests 0.5); None = off"""
+    use_bias_correction_kl: bool = False
+    """multiply the KL term by the importance ratio (DeepSeek-V3.2's unbiased KL estimate). TRL's
+    default is True; ours is False, which keeps the loss of existing runs"""
+    sapo_temperature_pos: float = 1.0
+    """SAPO's gate temperature where the advantage is positive"""
+    sapo_temperature_neg: float = 1.05
+    """SAPO's gate temperature where the advantage is zero or negative"""
+    vespo_k_pos: float = 2.0
+    """VESPO's power k for non-negative advantages: how hard a low sequence ratio is down-weighted"""
+    vespo_lambda_pos: float = 3.0
+    """VESPO's decay lambda for non-negative advantages: how hard a high sequence ratio is down-weighted"""
+    vespo_k_neg: float = 3.0
+    """VESPO's power k for negative advantages"""
+    vespo_lambda_neg: float = 2.0
+    """VESPO's decay lambda for negative advantages"""
     ent_coef: float = 0.01
     """weight of the entropy bonus (added outside `policy_loss`)"""
     kl_coef: float = 0.0
@@ -128,6 +155,12 @@ class RunConfig:
     completions per prompt)"""
     scale: str = "group"
     """advantage scaling: group std (GRPO), batch std, or none (Dr. GRPO, Liu et al. 2025)"""
+    advantage_baseline: str = "mean"
+    """the group baseline: mean (GRPO) or loo, the mean of the other members (RLOO, Ahmadian et
+    al. 2024), which is the mean baseline times n / (n - 1) in a group of n"""
+    reward_aggregation: str = "sum_then_normalize"
+    """how reward components combine (TRL's multi_objective_aggregation): sum_then_normalize, or
+    normalize_then_sum (GDPO: each component against its group, then the sum over its batch std)"""
 
     def __post_init__(self) -> None:
         if not _DEFERRED.get():
@@ -138,6 +171,8 @@ class RunConfig:
         check_choice(self, "loss_type", LOSS_TYPES)
         check_choice(self, "ratio_level", RATIO_LEVELS)
         check_choice(self, "scale", SCALES)
+        check_choice(self, "advantage_baseline", BASELINES)
+        check_choice(self, "reward_aggregation", AGGREGATIONS)
         for name in ("threads", "update_epochs", "num_minibatches"):
             check_int(self, name)
         for name in ("eval_every", "save_every", "ref_refresh"):
@@ -150,6 +185,18 @@ class RunConfig:
                              "is clipped to [1 - clip_eps, 1 + clip_eps_high])")
         if self.clip_eps_high is not None:
             check_number(self, "clip_eps_high", low_open=True)
+        if self.delta is not None:
+            check_number(self, "delta", low=1.0, low_open=True)
+        if self.off_policy_mask_threshold is not None:
+            check_number(self, "off_policy_mask_threshold")
+        for name in ("sapo_temperature_pos", "sapo_temperature_neg", "vespo_lambda_pos", "vespo_lambda_neg"):
+            check_number(self, name, low_open=True)
+        for name in ("vespo_k_pos", "vespo_k_neg"):
+            check_number(self, name)
+        if not isinstance(self.use_bias_correction_kl, bool):
+            raise ValueError(f"use_bias_correction_kl={self.use_bias_correction_kl!r} is invalid: "
+                             "expected True or False")
+        check_loss_options(self.loss_type, self.ratio_level, delta=self.delta)  # luspo/vespo levels, delta
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

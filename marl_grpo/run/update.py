@@ -1,4 +1,4 @@
-"""The one update step of every learner: epochs x minibatches of the shared clipped-ratio loss.
+"""The one update step of every learner: epochs x minibatches of the shared policy loss.
 
 Soccer (GRPO and PPO) and the LLM mode describe their batch as an `UpdateBatch` (S sequences of
 at most T tokens, see `marl_grpo` for the shape letters) and call `policy_update`:
@@ -7,7 +7,7 @@ at most T tokens, see `marl_grpo` for the shape letters) and call `policy_update
         shuffle the batch's units (soccer: sequences; LLM: prompt groups, which stay whole)
         for each minibatch of units:
             logp, entropy = batch.log_probs(rows)                 # with grad
-            loss, stats = marl_grpo.losses.policy_loss(...)       # the loss core
+            loss, stats = marl_grpo.losses.policy_loss(...)       # the loss core, cfg.loss_type
             loss += -ent_coef * mean entropy + batch.aux_loss(rows)   # PPO: its value loss
             backward, clip_grad_norm, optimizer step
 
@@ -107,9 +107,13 @@ def policy_update(batch: UpdateBatch, optimizer: torch.optim.Optimizer, paramete
             loss, stats = policy_loss(
                 logp, logp.detach() if batch.old_logp is None else batch.old_logp[rows], adv, mask,
                 clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, ratio_level=cfg.ratio_level,
-                loss_type=cfg.loss_type, max_len=batch.max_len,
+                loss_type=cfg.loss_type, max_len=batch.max_len, delta=cfg.delta,
+                off_policy_mask_threshold=cfg.off_policy_mask_threshold,
                 ref_logp=None if batch.ref_logp is None else batch.ref_logp[rows], kl_coef=cfg.kl_coef,
-                kl_estimator="k3",
+                kl_estimator="k3", use_bias_correction_kl=cfg.use_bias_correction_kl,
+                sapo_temperature_pos=cfg.sapo_temperature_pos, sapo_temperature_neg=cfg.sapo_temperature_neg,
+                vespo_k_pos=cfg.vespo_k_pos, vespo_lambda_pos=cfg.vespo_lambda_pos, vespo_k_neg=cfg.vespo_k_neg,
+                vespo_lambda_neg=cfg.vespo_lambda_neg,
             )
             entropy_mean = _masked_mean(entropy, mask)
             total = loss - cfg.ent_coef * entropy_mean if cfg.ent_coef else loss
