@@ -94,3 +94,60 @@ def test_one_real_iteration_changes_the_policy(opponent, kl_coef, device):
     assert ("losses/kl" in stats) == (kl_coef > 0)
     # the first epoch starts on-policy: every ratio is 1 before the first step
     assert stats["losses/approx_kl"] < 0.05
+
+
+def _segment_and_learner(device, **changes):
+    from marl_grpo.rl.train import SoccerTrainer
+
+    cfg = dataclasses.replace(preset("tiny"), max_cycles=16, num_envs=16, group_size=4, **changes)
+    trainer = SoccerTrainer(cfg, torch.device(device), None)
+    return trainer.collect(), trainer.learner
+
+
+@pytest.mark.parametrize("supervision", ["process", "outcome"])
+def test_loo_baseline_is_the_mean_baseline_scaled_by_n_over_n_minus_1(supervision, device):
+    """RLOO's r_i - mean_{j != i} r_j = n / (n - 1) (r_i - mean_j r_j), in branch groups of 4."""
+    segment, learner = _segment_and_learner(device, supervision=supervision, scale="none")
+    mean_adv = learner.advantages(segment)[0].advantages
+    learner.cfg = dataclasses.replace(learner.cfg, advantage_baseline="loo")
+    loo_adv = learner.advantages(segment)[0].advantages
+    assert mean_adv.abs().max() > 0
+    torch.testing.assert_close(loo_adv, mean_adv * 4 / 3)
+
+
+@pytest.mark.parametrize("supervision", ["process", "outcome"])
+def test_normalize_then_sum_reads_the_envs_reward_components(supervision, device):
+    from marl_grpo.advantages import episode_returns, group_advantages, process_group_advantages
+
+    segment, learner = _segment_and_learner(device, supervision=supervision, reward_aggregation="normalize_then_sum")
+    parts = segment.reward_components  # [T, B, C, F]
+    T, B, C = segment.rewards.shape
+    assert parts.shape == (T, B, C, 5)
+    torch.testing.assert_close(parts.sum(-1), segment.rewards)  # weighted components sum to the reward
+    assert (parts[..., 0] != 0).any() or (parts[..., 4] != 0).any()
+    adv = learner.advantages(segment)[0].advantages  # [S, T]
+    ids = learner.group_ids(segment)
+    weights = [abs(w) for w in SoccerConfig(team_size=2).reward_weights.values()]
+    rewards, dones = parts.reshape(T, B * C, 5), segment.dones.repeat_interleave(C, dim=1)
+    options = dict(group_ids=ids, scale="group", aggregation="normalize_then_sum", components=True,
+                   reward_weights=weights)
+    if supervision == "process":
+        expected = process_group_advantages(rewards, gamma=0.99, dones=dones, **options)
+    else:
+        outcomes = episode_returns(rewards, dones[..., None].expand_as(rewards))
+        expected = group_advantages(outcomes.transpose(0, 1), **options).T
+    torch.testing.assert_close(adv, expected.T)
+    # and it is not the summed reward's advantage
+    learner.cfg = dataclasses.replace(learner.cfg, reward_aggregation="sum_then_normalize")
+    assert not torch.allclose(learner.advantages(segment)[0].advantages, adv)
+
+
+@pytest.mark.parametrize("loss_type, ratio_level", [("cispo", "token"), ("sapo", "token"), ("vespo", "token"),
+                                                   ("luspo", "sequence"), ("grpo", "sequence")])
+def test_soccer_trains_with_every_trl_loss_type(tmp_path, loss_type, ratio_level):
+    from marl_grpo.cli import main
+
+    main(["train", "--preset", "tiny", "--max-cycles", "16", "--log-dir", str(tmp_path), "--loss-type", loss_type,
+          "--ratio-level", ratio_level, "--advantage-baseline", "loo"])
+    result = __import__("json").loads((tmp_path / "tiny" / "result.json").read_text())
+    assert result["config"]["loss_type"] == loss_type and result["iteration"] == 3

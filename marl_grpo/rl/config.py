@@ -4,9 +4,15 @@
     marl-grpo train --preset quick --algo ppo          # the PPO-with-critic baseline
 
 GRPO and PPO share this one config: every setting they have in common (env, team size,
-opponent, budget, learning rate, epochs, minibatches, seed...) means the same for both. The
-GRPO-only fields (group_mode, group_size, supervision, scale) are ignored by PPO and the PPO-only
-fields (critic, gae_lambda, vf_coef, ...) by GRPO.
+opponent, budget, learning rate, epochs, minibatches, seed, the policy loss and its `loss_type`...)
+means the same for both. The GRPO-only fields (group_mode, group_size, supervision, scale,
+advantage_baseline, reward_aggregation) are ignored by PPO and the PPO-only fields (critic,
+gae_lambda, vf_coef, ...) by GRPO.
+
+In soccer a sequence is one player's segment and a token one step; every sequence has all its T
+steps, so the loss types that differ only in how they average over unequal lengths (grpo, bnpo,
+dr_grpo, dapo) give the same loss here; cispo, sapo, luspo and vespo change the objective itself
+(`marl_grpo.losses.policy_loss`).
 
 Values derived from the config (segment length, iterations, the group modes) are typed
 properties; the config is validated when it is built, with clear errors.
@@ -156,11 +162,6 @@ class TrainConfig(RunConfig):
         if self.learner.uses_groups and not groups.copies_matches and self.team_size < 2:
             raise ValueError(f"group_mode={self.group_mode!r} with team_size={self.team_size} gives one-member groups "
                              "(every advantage 0): use team_size >= 2, or a branch or episode mode")
-        if self.loss_type != "grpo":
-            raise ValueError(
-                f"loss_type={self.loss_type!r} is the same as 'grpo' in soccer: every sequence (a player's segment) "
-                "has all its T steps, where TRL's aggregations (grpo, bnpo, dr_grpo, dapo) coincide; they differ "
-                "for the LLM mode's completions of unequal length")
 
     # ------------------------------------------------------------------ derived values
     @property

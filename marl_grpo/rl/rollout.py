@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from marl_grpo.agents import Bot, SoccerPolicy
-from marl_grpo.envs import SoccerVecEnv
+from marl_grpo.envs import REWARD_COMPONENTS, SoccerVecEnv
 from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.league import League
 
@@ -38,6 +38,7 @@ class Segment:
     states: torch.Tensor | None = None  # [T, B, S] global state before each step (centralized critic)
     next_state: torch.Tensor | None = None  # [B, S] global state after the last step
     learned: torch.Tensor | None = None  # [B, C] bool, the sequences the learner trains on (None: all)
+    reward_components: torch.Tensor | None = None  # [T, B, C, F] weighted, summing to `rewards` (envs.REWARD_COMPONENTS)
 
     def learned_rows(self) -> torch.Tensor | None:
         """Indices m = b * C + c of the learned sequences (None: every sequence): against a league
@@ -60,7 +61,8 @@ class Collector:
     """
 
     def __init__(self, env: SoccerVecEnv, policy: SoccerPolicy, opponent: Bot | League | None,
-                 groups: Groups | None, seed: int, record_state: bool = False, shard: tuple[int, int] = (0, 1)):
+                 groups: Groups | None, seed: int, record_state: bool = False, shard: tuple[int, int] = (0, 1),
+                 record_components: bool = False):
         self.env, self.policy, self.groups = env, policy, groups
         self.league = opponent if isinstance(opponent, League) else None
         self.opponent = None if self.league is not None else opponent
@@ -69,6 +71,7 @@ class Collector:
         if self.opponent is not None:
             self.opponent.shard = shard
         self.record_state = record_state  # keep `env.state()` for a centralized critic
+        self.record_components = record_components  # keep each reward component (normalize_then_sum)
         n_blue, n = env.config.n_blue, env.num_agents
         device = env.device
         # self-play and league: the policy may control everyone, and learns from both sides
@@ -91,7 +94,7 @@ class Collector:
         if self.league is not None:
             learned = self.league.start_segment(env, steps)
             rows = learned.reshape(-1).nonzero().squeeze(1)
-        obs_buf, act_buf, logp_buf, rew_buf, done_buf, state_buf = [], [], [], [], [], []
+        obs_buf, act_buf, logp_buf, rew_buf, done_buf, state_buf, comp_buf = [], [], [], [], [], [], []
         episode_returns, episode_results = [], []
         obs = self.obs
         for _ in range(steps):
@@ -117,6 +120,9 @@ class Collector:
             logp_buf.append(logp)
             obs, rewards, terminated, truncated, infos = env.step(full)
             rew_buf.append(rewards[:, self.controlled])
+            if self.record_components:
+                parts = infos["reward_components"]
+                comp_buf.append(torch.stack([parts[k][:, self.controlled] for k in REWARD_COMPONENTS], -1))
             done = terminated | truncated
             done_buf.append(done)
             if bool(done.any()):
@@ -136,6 +142,7 @@ class Collector:
             agents=self.controlled, next_obs=obs[:, self.controlled],
             states=torch.stack(state_buf) if self.record_state else None,
             next_state=env.state() if self.record_state else None, learned=learned,
+            reward_components=torch.stack(comp_buf) if self.record_components else None,
         )
 
     # ------------------------------------------------------------------ checkpoints

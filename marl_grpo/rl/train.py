@@ -44,7 +44,8 @@ def make_collector(env: SoccerVecEnv, policy: SoccerPolicy, opponent: Any, learn
     if learner.uses_groups:
         groups = Groups(cfg.group_mode, cfg.group_size, cfg.seed, first_match=shard.rank * env.num_envs)
     return Collector(env, policy, opponent, groups, cfg.seed, record_state=learner.needs_state,
-                     shard=(shard.rank, shard.world_size))
+                     shard=(shard.rank, shard.world_size),
+                     record_components=learner.uses_groups and cfg.reward_aggregation == "normalize_then_sum")
 
 
 class SoccerTrainer(Trainer):
