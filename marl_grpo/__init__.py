@@ -17,6 +17,7 @@ V      vocabulary size; W: prompt width in tokens
 M      the larger team size (the observation has M - 1 teammate and M opponent slots)
 K      entities in a set the entity encoder pools (M - 1 teammates or M opponents)
 R      rows of one policy forward pass; E: entity embedding width; H: attention heads
+F      reward components (soccer: goal, ball touch, progress, shot, distance; LLM: answer, format)
 =====  =====================================================================================
 """
 
