@@ -152,3 +152,18 @@ def test_bad_league_settings_are_refused_clearly(tmp_path):
     with pytest.raises(SystemExit, match="league_sampling='best' is invalid"):
         main([*TINY, "--log-dir", str(tmp_path), "--league-sampling", "best"])
     assert parse_anchors("team, chaser:0.5,") == [("team", 1.0), ("chaser", 0.5)]
+
+
+def test_the_anchor_ratio_gives_the_anchors_their_share(tmp_path):
+    trainer = _trainer(tmp_path, league_latest_ratio=0.2, league_anchor_ratio=0.5, league_sampling="uniform")
+    league = trainer.league
+    draws = league._draw(20000)  # no snapshot yet: every non-latest draw is an anchor
+    assert float((draws == LATEST).double().mean()) == pytest.approx(0.2, abs=0.015)
+    for k in range(3):
+        league.add_snapshot(k + 1, {})
+    draws = league._draw(40000)
+    anchors, snapshots = (draws >= 0) & (draws < 2), draws >= 2
+    assert float(anchors.double().mean()) == pytest.approx(0.5, abs=0.015)
+    assert float(snapshots.double().mean()) == pytest.approx(0.3, abs=0.015)
+    with pytest.raises(ValueError, match="league_anchor_ratio=0.9 is invalid"):
+        _trainer(tmp_path, league_latest_ratio=0.2, league_anchor_ratio=0.9)

@@ -61,6 +61,9 @@ class TrainConfig(RunConfig):
     # ------------------------------------------------------------------ league (--opponent league)
     league_latest_ratio: float = 0.5
     """share of matches where red is the current policy itself (mirrored self-play, both sides learn)"""
+    league_anchor_ratio: float | None = None
+    """share of matches against the anchors (drawn among them), the snapshots getting the rest;
+    None: anchors and snapshots are drawn together, as one pool"""
     league_sampling: str = "pfsp"
     """how a pool member is drawn: uniform, or pfsp (weight (1 - p)^2, p the learner's recent
     score against it: AlphaStar's prioritised fictitious self-play)"""
@@ -139,6 +142,8 @@ class TrainConfig(RunConfig):
         check_choice(self, "opponent", (*BOT_NAMES, "self", "league"))
         check_choice(self, "league_sampling", SAMPLINGS)
         check_number(self, "league_latest_ratio", high=1.0)
+        if self.league_anchor_ratio is not None:
+            check_number(self, "league_anchor_ratio", high=1.0 - self.league_latest_ratio)
         check_number(self, "league_elo_k")
         for name in ("league_snapshot_every", "league_size", "league_window"):
             check_int(self, name)
@@ -204,9 +209,11 @@ PRESETS: dict[str, TrainConfig] = {
                            max_minutes=15.0, eval_every=50),
     # self-play, both sides learn
     "selfplay": TrainConfig(name="selfplay", opponent="self"),
-    # the self-play league (past selves, the team and chaser bots, itself), 15 minutes on 2 cores
+    # the self-play league, 15 minutes on 2 cores: a quarter of the matches against itself, half
+    # against the team and chaser bots (PFSP between them), a quarter against its past snapshots
     "league-2v2": TrainConfig(name="league-2v2", opponent="league", total_env_steps=100_000_000, max_minutes=15.0,
-                              eval_every=50, league_snapshot_every=50),
+                              eval_every=50, league_snapshot_every=50, league_latest_ratio=0.25,
+                              league_anchor_ratio=0.5),
     # one entity-encoder policy
     "entity": TrainConfig(name="entity", arch="entity"),
     # the smallest real run, for tests

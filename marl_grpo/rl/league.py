@@ -13,7 +13,10 @@ kicked off draws its red side, and keeps it until the match ends:
   (`league_anchors`). `league_sampling="pfsp"` weights member m by `(1 - p_m)^2`, p_m the
   learner's recent score against it (win 1, draw 1/2): AlphaStar's prioritised fictitious
   self-play, `f_hard` with p = 2 (Vinyals et al. 2019, "Grandmaster level in StarCraft II using
-  multi-agent reinforcement learning", Methods). `uniform` draws members alike.
+  multi-agent reinforcement learning", Methods). `uniform` draws members alike. With
+  `league_anchor_ratio` the anchors get that share of the matches and the snapshots the rest
+  (each drawn as above among its kind), so that a growing pool of snapshots does not crowd out
+  the bots.
 
 All copies of a GRPO group (a block of `group_size` matches in branch and episode mode) draw one
 opponent together, so the group baseline compares like with like. Each distinct opponent acts
@@ -190,15 +193,29 @@ class League:
         learned[:, self.n_blue:] = (self.opponent == LATEST)[:, None]
         return learned
 
+    def _pick(self, members: list[int], blocks: int) -> torch.Tensor:
+        """`blocks` draws among the member indices `members`, by `league_sampling`."""
+        weights = pfsp_weights([self.score(self.members[k].name) for k in members], self.cfg.league_sampling)
+        picks = torch.multinomial(weights, blocks, replacement=True, generator=self.generator)
+        return torch.tensor(members, dtype=torch.long)[picks]
+
     def _draw(self, blocks: int) -> torch.Tensor:
         """One opponent id per block: LATEST with probability `league_latest_ratio` (or when the pool
-        is empty), else a member by `league_sampling`. Always the same number of draws."""
+        is empty), else a member by `league_sampling`: among all members, or, with
+        `league_anchor_ratio`, an anchor with that probability and a snapshot otherwise (either
+        kind alone while the other is missing)."""
+        cfg = self.cfg
         u = torch.rand(blocks, generator=self.generator, dtype=torch.float64)
         if not self.members:
             return torch.full((blocks,), LATEST, dtype=torch.long)
-        weights = pfsp_weights([self.score(m.name) for m in self.members], self.cfg.league_sampling)
-        picks = torch.multinomial(weights, blocks, replacement=True, generator=self.generator)
-        return torch.where(u < self.cfg.league_latest_ratio, LATEST, picks)
+        if cfg.league_anchor_ratio is None:
+            return torch.where(u < cfg.league_latest_ratio, LATEST, self._pick(list(range(len(self.members))), blocks))
+        anchors = [k for k, m in enumerate(self.members) if not m.is_snapshot]
+        snapshots = [k for k, m in enumerate(self.members) if m.is_snapshot]
+        anchor_picks = self._pick(anchors or snapshots, blocks)
+        snapshot_picks = self._pick(snapshots or anchors, blocks)
+        picks = torch.where(u < cfg.league_latest_ratio + cfg.league_anchor_ratio, anchor_picks, snapshot_picks)
+        return torch.where(u < cfg.league_latest_ratio, LATEST, picks)
 
     def act(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
         """Write the red actions [B, N] of the matches against pool members, one call per member."""
