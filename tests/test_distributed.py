@@ -112,3 +112,17 @@ def test_llm_ranks_agree_resume_exactly_and_only_rank_0_writes(tmp_path):
     weights = [load_file(str(tmp_path / run / "llm-test" / CHECKPOINT_DIR / "model.safetensors"))
                for run in ("straight", "halves")]
     assert _max_diff(*weights) == 0.0
+
+
+def test_a_league_under_torchrun_keeps_ranks_in_step_and_one_pool(tmp_path):
+    runs = tmp_path / "runs"
+    _torchrun([WORKER, str(tmp_path / "out"), "train", *SOCCER, "--opponent", "league", "--league-snapshot-every", "1",
+               "--league-size", "2", "--league-latest-ratio", "0.3", "--log-dir", str(runs)])
+    ranks = [torch.load(tmp_path / "out" / f"rank{r}.pt") for r in (0, 1)]
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
+    assert sorted(p.name for p in (runs / "tiny" / "league").iterdir()) == ["snapshot-000002", "snapshot-000003"]
+    state = torch.load(runs / "tiny" / CHECKPOINT_DIR / "trainer_state.pt", weights_only=False)
+    league = state["trainer"]["league"]
+    assert league["order"] == ["team", "chaser", "snapshot-000002", "snapshot-000003"]
+    opponents = [s["trainer"]["rollout"]["league"]["opponent"] for s in state["ranks"]]
+    assert [o.shape for o in opponents] == [(8,), (8,)]  # each rank's own matches drew their opponents
