@@ -1,10 +1,12 @@
 """The tiny LLM's greedy reward after the same minutes for several TRL loss types and seeds.
 
     python scripts/llm_loss_types.py [--minutes 3] [--seeds 1 2] [--log-dir runs/loss-types]
+    python scripts/llm_loss_types.py --iterations 1242 --threads 1   # equal iterations instead
 
 Each run is `marl-grpo llm --preset tiny --max-minutes M --loss-type ...` (a normal run folder);
 the table printed at the end is each run's last greedy evaluation on the held-out prompts.
-Run it alone on the machine: the budget is wall-clock minutes.
+With `--minutes`, run it alone on the machine (the budget is wall-clock time); with
+`--iterations` (the learning rate then anneals over those iterations) runs may share it.
 """
 
 import argparse
@@ -26,6 +28,8 @@ VARIANTS = {
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--iterations", type=int, default=None, help="a budget in iterations instead of minutes")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--log-dir", default="runs/loss-types")
@@ -36,9 +40,10 @@ if __name__ == "__main__":
         for seed in args.seeds:
             run = f"llm-{name}-s{seed}"
             if not (Path(args.log_dir) / run / RESULT_FILE).exists():
+                budget = ["--max-minutes", str(args.minutes)] if args.iterations is None else [
+                    "--max-minutes", "0", "--total-iterations", str(args.iterations)]
                 main(["llm", "--preset", "tiny", "--name", run, "--log-dir", args.log_dir, "--seed", str(seed),
-                      "--max-minutes", str(args.minutes), "--no-progress",
-                      *VARIANTS[name]])
+                      "--threads", str(args.threads), "--no-progress", *budget, *VARIANTS[name]])
             result = json.loads((Path(args.log_dir) / run / RESULT_FILE).read_text())
             finals.append((result["eval"]["eval/reward_greedy"], result["iteration"]))
         rows.append((name, finals))
