@@ -33,6 +33,7 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--log-dir", default="runs/loss-types")
+    parser.add_argument("--extra", default="", help="more `marl-grpo llm` options for every run, one string")
     args = parser.parse_args()
     rows = []
     for name in args.variants:
@@ -43,7 +44,8 @@ if __name__ == "__main__":
                 budget = ["--max-minutes", str(args.minutes)] if args.iterations is None else [
                     "--max-minutes", "0", "--total-iterations", str(args.iterations)]
                 main(["llm", "--preset", "tiny", "--name", run, "--log-dir", args.log_dir, "--seed", str(seed),
-                      "--threads", str(args.threads), "--no-progress", *budget, *VARIANTS[name]])
+                      "--threads", str(args.threads), "--no-progress", *budget, *args.extra.split(),
+                      *VARIANTS[name]])
             result = json.loads((Path(args.log_dir) / run / RESULT_FILE).read_text())
             finals.append((result["eval"]["eval/reward_greedy"], result["iteration"]))
         rows.append((name, finals))
