@@ -27,6 +27,11 @@ KICK_ACTION = 9
 
 REWARD_COMPONENTS = ("goal", "ball_touch", "ball_progress", "shot_on_target", "dist_to_ball")
 
+# The PettingZoo env's per-agent infos, the same flat numeric keys at reset and at every step: each
+# weighted reward component (they sum to the reward; 0.0 at reset) and the running score from the
+# agent's side (goals for its team, goals against it).
+INFO_KEYS = tuple(f"reward_{name}" for name in REWARD_COMPONENTS) + ("score_for", "score_against")
+
 
 @dataclass
 class SoccerConfig:
@@ -227,6 +232,7 @@ class SoccerConfig:
 __all__ = [
     "ACTION_NAMES",
     "KICK_ACTION",
+    "INFO_KEYS",
     "MAX_TEAM_SIZE",
     "NUM_ACTIONS",
     "REWARD_COMPONENTS",

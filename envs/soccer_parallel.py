@@ -10,7 +10,7 @@ from gymnasium import spaces
 from gymnasium.utils import EzPickle
 from pettingzoo import ParallelEnv
 
-from .config import ACTION_NAMES, NUM_ACTIONS, SoccerConfig
+from .config import ACTION_NAMES, NUM_ACTIONS, REWARD_COMPONENTS, SoccerConfig
 from .soccer import MASK32, SoccerEngine
 
 
@@ -65,7 +65,20 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
         obs = self.engine.observe()[0]
         if self.render_mode == "human":
             self.render()
-        return {a: obs[i] for i, a in enumerate(self.agents)}, {a: {} for a in self.agents}
+        zeros = [0.0] * len(self.agents)
+        infos = self._infos({name: zeros for name in REWARD_COMPONENTS}, [0, 0])
+        return {a: obs[i] for i, a in enumerate(self.agents)}, infos
+
+    def _infos(self, components: dict[str, list[float]], score: list[int]) -> dict[str, dict[str, float | int]]:
+        """Flat numeric infos, the same keys at reset and step (`INFO_KEYS`): TorchRL builds its info
+        spec from reset's infos and cannot hold a nested dict."""
+        n_blue = self.config.n_blue
+        return {
+            a: {**{f"reward_{name}": values[i] for name, values in components.items()},
+                "score_for": score[0] if i < n_blue else score[1],
+                "score_against": score[1] if i < n_blue else score[0]}
+            for i, a in enumerate(self.agents)
+        }
 
     def step(self, actions: dict[str, Any]):
         if not self.agents:
@@ -100,10 +113,7 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
         rewards_d = {a: reward_list[i] for i, a in enumerate(agents)}
         terminations = {a: term for a in agents}
         truncations = {a: trunc for a in agents}
-        infos = {
-            a: {"reward_components": {name: values[i] for name, values in component_lists.items()}, "score": score}
-            for i, a in enumerate(agents)
-        }
+        infos = self._infos(component_lists, score)
         if term or trunc:
             self.agents = []
         if self.render_mode == "human":

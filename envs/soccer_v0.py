@@ -47,8 +47,10 @@ Missing teammates or opponents (uneven teams) are zeros with present flag 0.
 
 ### Rewards
 
-`reward = sum of weight * component`; each agent's `infos[agent]["reward_components"]` holds the
-weighted components. Weights are arguments (`reward_<name>`).
+`reward = sum of weight * component`; each agent's infos hold the weighted components as flat
+numbers `infos[agent]["reward_<name>"]`, with the running score from its side (`score_for`,
+`score_against`): the same keys at `reset` (zeros) and every `step` (`INFO_KEYS`). Weights are
+arguments (`reward_<name>`).
 
 | component | default weight | per step, per agent |
 |---|---|---|

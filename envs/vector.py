@@ -25,8 +25,9 @@ class SoccerVecEnv:
       `infos` keeps what ended, valid where `terminated | truncated`:
         `final_obs` [B, N, D], `episode_return` [B, N], `episode_length` [B],
         `final_score` [B, 2] (blue, red).
-      Every step, `infos["reward_components"]` maps each reward component to [B, N] (weighted,
-      summing to `rewards`), and `infos["score"]` is the running score [B, 2].
+      Every step, `infos["reward_<component>"]` is each reward component [B, N] (weighted, summing
+      to `rewards`; the flat keys of the PettingZoo env) and `infos["score"]` is the running
+      score [B, 2] (blue, red).
     - `state() -> [B, state_dim]` is the global (unmirrored) state for a centralized critic.
     - `branch(src_idx, group_size)` turns the batch into `group_size` copies of each chosen match.
 
@@ -79,14 +80,14 @@ class SoccerVecEnv:
         self._episode_return = self._episode_return + rewards
         obs = self.engine.observe()
         score = self.engine.state["score"]
-        infos: dict[str, Any] = {
-            "reward_components": components,
+        infos: dict[str, Any] = {f"reward_{name}": value for name, value in components.items()}
+        infos.update({
             "score": score,
             "final_obs": obs,
             "final_score": score,
             "episode_return": self._episode_return,
             "episode_length": self.engine.state["t"],
-        }
+        })
         done = terminated | truncated
         if bool(done.any()):
             self.engine.reset_where(done)

@@ -30,3 +30,24 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 __version__ = "0.1.0"
+
+ENV_ID = "marl_grpo/soccer-v0"
+
+
+def _register_env() -> None:
+    """Register `marl_grpo/soccer-v0` with PettingZoo (AEC and parallel), so that
+    `pettingzoo.make("parallel", "marl_grpo/soccer-v0")` works after `import marl_grpo`.
+
+    Entry points are strings: nothing of ours (torch, pygame) is imported until an env is made.
+    """
+    try:
+        from pettingzoo import aec_registry, parallel_registry, register
+    except ImportError:  # an older PettingZoo without a registry
+        return
+    if ENV_ID not in aec_registry:
+        register("aec", ENV_ID, entry_point="marl_grpo.envs.soccer_v0:env")
+    if ENV_ID not in parallel_registry:
+        register("parallel", ENV_ID, entry_point="marl_grpo.envs.soccer_v0:parallel_env")
+
+
+_register_env()

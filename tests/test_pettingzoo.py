@@ -7,6 +7,8 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # before pygame is imported a
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 import pickle
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -21,8 +23,7 @@ from pettingzoo.test import (
     seed_test,
 )
 
-import marl_grpo.envs  # noqa: F401  (registers marl_grpo/soccer-v0)
-from marl_grpo.envs import REWARD_COMPONENTS, SoccerConfig, soccer_v0
+from marl_grpo.envs import INFO_KEYS, REWARD_COMPONENTS, SoccerConfig, soccer_v0
 
 from helpers import scripted_action
 
@@ -134,7 +135,28 @@ def test_registration_parallel():
     assert env.possible_agents == ["blue_0", "blue_1", "red_0", "red_1"]
     obs, infos = env.reset(seed=0)
     assert set(obs) == set(env.possible_agents) == set(infos)
-    env.step({a: 0 for a in env.agents})
+    assert all(info == {**{key: 0.0 for key in INFO_KEYS[:-2]}, "score_for": 0, "score_against": 0}
+               for info in infos.values()), "reset must give the same flat info keys as step, zeroed"
+    _, _, _, _, step_infos = env.step({a: 0 for a in env.agents})
+    for agent in env.possible_agents:
+        assert tuple(step_infos[agent]) == tuple(infos[agent]) == INFO_KEYS
+        assert all(type(step_infos[agent][k]) is type(infos[agent][k]) for k in INFO_KEYS)
+
+
+def test_import_marl_grpo_registers_the_env_without_heavy_imports():
+    """In a fresh interpreter, `import marl_grpo` alone makes `pettingzoo.make` work, and loads neither
+    torch nor pygame until an env is made."""
+    code = (
+        "import sys, marl_grpo, pettingzoo\n"
+        "heavy = sorted(m for m in ('torch', 'pygame') if m in sys.modules)\n"
+        "env = pettingzoo.make('parallel', 'marl_grpo/soccer-v0', team_size=1)\n"
+        "aec = pettingzoo.make('aec', 'marl_grpo/soccer-v0', team_size=1)\n"
+        "print(heavy, env.possible_agents, type(aec).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] ['blue_0', 'red_0'] OrderEnforcingWrapper"
 
 
 def test_registration_aec():
@@ -173,12 +195,12 @@ def test_determinism_500_steps():
         out_b = env_b.step(dict(actions))
         assert_step_equal(out_a, out_b, step)
         for agent in out_a[4]:
-            assert set(out_a[4][agent]["reward_components"]) == set(REWARD_COMPONENTS)
-            assert out_a[4][agent]["score"] == out_b[4][agent]["score"]
+            assert tuple(out_a[4][agent]) == INFO_KEYS
+            assert out_a[4][agent]["score_for"] == out_b[4][agent]["score_for"]
         state_a, state_b = env_a.state(), env_b.state()
         assert np.array_equal(state_a, state_b), f"step {step}: state differs"
         assert np.all(np.isfinite(state_a))
-        goals += out_a[4]["blue_0"]["reward_components"]["goal"] != 0
+        goals += out_a[4]["blue_0"]["reward_goal"] != 0
         obs_a = out_a[0]
         if step < 499:
             assert not any(out_a[3].values())
@@ -357,8 +379,8 @@ def test_reward_components_sum_and_goal_sharing():
     while env.agents:
         obs, rewards, terms, truncs, infos = env.step(mixed_actions(env, obs, rng, p_scripted=0.8))
         for agent in rewards:
-            comps = infos[agent]["reward_components"]
-            assert list(comps) == list(REWARD_COMPONENTS)
+            comps = {name: infos[agent][f"reward_{name}"] for name in REWARD_COMPONENTS}
+            assert tuple(infos[agent]) == INFO_KEYS
             assert rewards[agent] == pytest.approx(sum(comps.values()), abs=1e-6)
             total = np.float32(0)
             for name in REWARD_COMPONENTS:
@@ -366,13 +388,15 @@ def test_reward_components_sum_and_goal_sharing():
             assert np.float32(rewards[agent]) == total
             assert comps["dist_to_ball"] <= 0
             assert comps["ball_touch"] in (0.0, float(np.float32(0.01)))
-        goal_blue = {infos[a]["reward_components"]["goal"] for a in blue}
-        goal_red = {infos[a]["reward_components"]["goal"] for a in red}
+        goal_blue = {infos[a]["reward_goal"] for a in blue}
+        goal_red = {infos[a]["reward_goal"] for a in red}
         assert len(goal_blue) == 1 and len(goal_red) == 1, "the goal reward is shared by a team"
         gb, gr = goal_blue.pop(), goal_red.pop()
         assert gb == -gr and gb in (-1.0, 0.0, 1.0)
-        score = infos["blue_0"]["score"]
-        assert all(infos[a]["score"] == score for a in infos)
+        score = [infos["blue_0"]["score_for"], infos["blue_0"]["score_against"]]
+        assert all([infos[a]["score_for"], infos[a]["score_against"]] == score for a in blue)
+        assert all([infos[a]["score_against"], infos[a]["score_for"]] == score for a in red)
+        assert all(type(infos[a]["score_for"]) is int and type(infos[a]["score_against"]) is int for a in infos)
         assert score[0] - prev_score[0] == (gb == 1.0) and score[1] - prev_score[1] == (gb == -1.0)
         goal_steps += gb != 0
         prev_score = score
@@ -390,8 +414,9 @@ def _play_until_first_goal(kwargs, seeds=range(10), steps=300):
             action = EAST if t <= 3 else scripted_action(obs["blue_0"], lay)
             out = env.step({"blue_0": action, "red_0": 0})
             obs, rewards, terms, truncs, infos = out
-            if infos["blue_0"]["score"] != [0, 0]:
-                if infos["blue_0"]["score"] == [1, 0]:
+            score = [infos["blue_0"]["score_for"], infos["blue_0"]["score_against"]]
+            if score != [0, 0]:
+                if score == [1, 0]:
                     return env, t, first_obs, out
                 break  # an own goal (ball bounced off red); try the next seed
     pytest.fail("the scripted striker never scored")
@@ -400,10 +425,11 @@ def _play_until_first_goal(kwargs, seeds=range(10), steps=300):
 def test_scripted_goal_and_kickoff():
     env, t, first_obs, (obs, rewards, terms, truncs, infos) = _play_until_first_goal(dict(team_size=1, max_cycles=400))
     lay = env.config.obs_layout()
-    assert infos["blue_0"]["reward_components"]["goal"] == 1.0
-    assert infos["red_0"]["reward_components"]["goal"] == -1.0
+    assert infos["blue_0"]["reward_goal"] == 1.0
+    assert infos["red_0"]["reward_goal"] == -1.0
     assert rewards["blue_0"] > 0.9 and rewards["red_0"] < -0.9
-    assert infos["blue_0"]["score"] == infos["red_0"]["score"] == [1, 0]
+    assert (infos["blue_0"]["score_for"], infos["blue_0"]["score_against"]) == (1, 0)
+    assert (infos["red_0"]["score_for"], infos["red_0"]["score_against"]) == (0, 1)
     assert not any(terms.values()) and not any(truncs.values())
     assert env.agents == ["blue_0", "red_0"]
     # kickoff: ball back at the centre and at rest, players on their own halves and at rest
@@ -424,8 +450,8 @@ def test_scripted_goal_and_kickoff():
         "a new kickoff should draw new jitter"
     # play goes on after the kickoff
     obs, rewards, terms, truncs, infos = env.step({"blue_0": 0, "red_0": 0})
-    assert infos["blue_0"]["score"] == [1, 0]
-    assert infos["blue_0"]["reward_components"]["goal"] == 0.0
+    assert (infos["blue_0"]["score_for"], infos["blue_0"]["score_against"]) == (1, 0)
+    assert infos["blue_0"]["reward_goal"] == 0.0
     assert not any(terms.values()) and not any(truncs.values())
 
 

@@ -57,10 +57,11 @@ def test_shapes_and_dtypes(kwargs, device):
     assert rewards.shape == (B, N) and rewards.dtype == torch.float32
     assert terminated.shape == (B,) and terminated.dtype == torch.bool
     assert truncated.shape == (B,) and truncated.dtype == torch.bool
-    assert set(infos["reward_components"]) == set(REWARD_COMPONENTS)
-    for value in infos["reward_components"].values():
+    parts = [infos[f"reward_{name}"] for name in REWARD_COMPONENTS]
+    assert "reward_components" not in infos
+    for value in parts:
         assert value.shape == (B, N)
-    torch.testing.assert_close(sum(infos["reward_components"].values()), rewards, rtol=0, atol=1e-6)
+    torch.testing.assert_close(sum(parts), rewards, rtol=0, atol=1e-6)
     assert infos["score"].shape == (B, 2)
     assert infos["final_obs"].shape == (B, N, D)
     assert infos["episode_return"].shape == (B, N)
@@ -115,25 +116,25 @@ def test_parity_with_pettingzoo(kwargs):
         assert np.array_equal(np.array([pz_rew[a] for a in agents], dtype=np.float32), rew[0].numpy()), \
             f"step {t}: rewards differ"
         for name in REWARD_COMPONENTS:
-            pz_comp = np.array([pz_info[a]["reward_components"][name] for a in agents], dtype=np.float32)
-            assert np.array_equal(pz_comp, infos["reward_components"][name][0].numpy()), \
+            pz_comp = np.array([pz_info[a][f"reward_{name}"] for a in agents], dtype=np.float32)
+            assert np.array_equal(pz_comp, infos[f"reward_{name}"][0].numpy()), \
                 f"step {t}: reward component {name} differs"
         assert bool(term[0]) == pz_term[agents[0]] and bool(trunc[0]) == pz_trunc[agents[0]], f"step {t}"
         assert all(pz_term[a] == pz_term[agents[0]] and pz_trunc[a] == pz_trunc[agents[0]] for a in agents)
         returns += [pz_rew[a] for a in agents]
-        goals += pz_info[agents[0]]["reward_components"]["goal"] != 0
+        goals += pz_info[agents[0]]["reward_goal"] != 0
 
         if step_t < T:
             assert not bool(trunc[0]) and not bool(term[0])
             check_obs(pz_obs, vec_obs[0], f"step {t}")
             assert np.array_equal(pz.state(), vec.state()[0].numpy()), f"step {t}: state differs"
-            assert pz_info[agents[0]]["score"] == infos["score"][0].tolist()
+            assert [pz_info[agents[0]]["score_for"], pz_info[agents[0]]["score_against"]] == infos["score"][0].tolist()
             continue
 
         # the truncation step: the vector env has already started the next match
         assert t == T and bool(trunc[0]) and all(pz_trunc.values())
         check_obs(pz_obs, infos["final_obs"][0], "final_obs")
-        assert infos["final_score"][0].tolist() == pz_info[agents[0]]["score"]
+        assert infos["final_score"][0].tolist() == [pz_info[agents[0]]["score_for"], pz_info[agents[0]]["score_against"]]
         np.testing.assert_allclose(infos["episode_return"][0].numpy(), returns, rtol=1e-5, atol=1e-4)
         assert int(infos["episode_length"][0]) == T
         assert torch.all(vec_obs[0, :, lay["time_left"]] == 1.0), "auto-reset must return a fresh kickoff"

@@ -121,8 +121,7 @@ class Collector:
             obs, rewards, terminated, truncated, infos = env.step(full)
             rew_buf.append(rewards[:, self.controlled])
             if self.record_components:
-                parts = infos["reward_components"]
-                comp_buf.append(torch.stack([parts[k][:, self.controlled] for k in REWARD_COMPONENTS], -1))
+                comp_buf.append(torch.stack([infos[f"reward_{k}"][:, self.controlled] for k in REWARD_COMPONENTS], -1))
             done = terminated | truncated
             done_buf.append(done)
             if bool(done.any()):
