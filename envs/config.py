@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 MAX_TEAM_SIZE = 11
 
 # The action table. Directions are in the agent's own (mirrored) frame, where it always attacks +x.
@@ -213,6 +215,131 @@ class SoccerConfig:
     def state_dim(self) -> int:
         """Global state: every player's pos and vel, ball pos and vel, time left, score."""
         return 4 * self.num_agents + 4 + 1 + 2
+
+    # ------------------------------------------------------------------ bounds
+    def bound_magnitudes(self) -> dict[str, float]:
+        """Largest absolute value each kind of observed quantity can take, in observation units.
+
+        Worst cases proved from the rules in `soccer.py` (one step: kicks, move, drag and top
+        speed, player-player then player-ball contacts, walls, goals, kickoff), for any valid
+        config. Float32 rounding is covered later by a small outward pad. Keys:
+        `pos_x, pos_y` (a player, / L), `ball_x, ball_y` (the ball, / L), `player_vel`
+        (a player velocity component, / player_max_speed), `ball_vel` (/ kick_power), `goals`
+        (goals one team can have in a match) and `ball_step` (the ball's largest move in one step,
+        pitch units).
+        """
+        L, W = self.half_length_, self.half_width_
+        pr, br, N = self.player_radius, self.ball_radius, self.num_agents
+        vmax, bmax, kp, e = self.player_max_speed, self.ball_max_speed, self.kick_power, self.restitution
+        jitter = self.kickoff_jitter
+        # Players. During play positions are clipped to |x| <= L - pr, |y| <= W - pr (abs(): on a
+        # pitch narrower than a player the clip pins them at that value). A kickoff puts them on
+        # `kickoff_formation` spots, unclipped: |x| <= 0.88 L (the goalkeeper, 4 a side and up) or
+        # 0.3 L (one line, up to 3 a side), |y| < 0.75 W, plus at most `kickoff_jitter` each.
+        kick_x = (0.88 if self.max_team >= 4 else 0.3) * L
+        pos_x = max(abs(L - pr), kick_x + jitter)
+        pos_y = max(abs(W - pr), 0.75 * W + jitter)
+        # The ball's velocity is capped at ball_max_speed after every contact, and the wall bounce
+        # only scales a component by -wall_restitution; a kickoff zeroes it. Within a step it can be
+        # faster: the move uses the velocity after the kicks (at most one kick_power per player).
+        ball_vel_in_step = bmax + N * kp
+        # Ball position. y is always clipped to |y| <= W - br. In x: inside a goal mouth |x| <= L,
+        # else it is a goal and a kickoff puts the ball on the centre spot. Outside a mouth a ball
+        # at |x| = x_lim + over (x_lim = L - br) is reflected to |x_lim - over|, so after the step
+        # |x| <= max(L, |x_lim|, pre - 2 x_lim), where pre bounds |x| before the walls:
+        #  - kicked: a kicker stands within reach of the ball, which then moves <= ball_vel_in_step;
+        #  - pushed by players: it ends within pr + br of a pusher (whose |x| is at most pos_x plus
+        #    one move and N - 1 player-player pushes of <= pr, before the clip) plus the pushes;
+        #  - neither: it rolls <= bmax from where it was. This case only grows the bound if the
+        #    ball can roll further than 2 x_lim in one step (absurd configs), by that excess per step.
+        x_lim = L - br
+        reach = pr + br + self.kick_reach
+        pre = max(pos_x + reach + ball_vel_in_step,
+                  pos_x + vmax + (N - 1) * pr + (N + 1) * (pr + br))
+        ball_x = max(L, abs(x_lim), pre - 2.0 * x_lim) + self.max_cycles * max(0.0, bmax - 2.0 * x_lim)
+        # The ball's largest move in one step: its velocity after the kicks plus the push out of
+        # every overlapping player (<= pr + br each); used for the goal count below.
+        ball_step = ball_vel_in_step + N * (pr + br)
+        ball_y = abs(W - br)
+        # Player velocity. Top speed is enforced before the contacts, not after: each of the N - 1
+        # player-player contacts adds at most (1 + e) / 2 * (closing speed <= 2 vmax) along its
+        # normal, and the player-ball contact changes the normal component v_n to
+        # (1 - beta) v_n + beta b_n with beta = (1 + e) m / (1 + m) in (0, 2), i.e. adds at most
+        # beta * |ball velocity| (after kicks and friction); a wall only zeroes a component.
+        beta = (1.0 + e) * self.ball_mass / (1.0 + self.ball_mass)
+        player_vel = vmax * (1.0 + (N - 1) * (1.0 + e)) + beta * (1.0 - self.ball_friction) * ball_vel_in_step
+        # Goals. A goal needs the ball past |x| > L, and a kickoff puts it on the centre spot, so
+        # goals are at least k = floor(L / ball_step) + 1 steps apart (a wall bounce never moves it
+        # further from the centre); goals_to_win, if set, ends the match at that many.
+        goals = self.max_cycles // (math.floor(L / ball_step) + 1)
+        if self.goals_to_win > 0:
+            goals = min(goals, self.goals_to_win)
+        return {
+            "pos_x": pos_x / L, "pos_y": pos_y / L, "ball_x": ball_x / L, "ball_y": ball_y / L,
+            "player_vel": player_vel / vmax, "ball_vel": bmax / kp,
+            "goals": float(max(goals, 1)),  # >= 1 so no bound has zero width (normalizers divide by it)
+            "ball_step": ball_step,
+        }
+
+    def observation_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high), float32 [obs_dim]: bounds no observation can leave, block by block in
+        `observation_features` order (the proofs are in `bound_magnitudes`).
+
+        Continuous blocks (and the top of the score) are padded outwards by 1e-5 relative + 1e-6
+        to absorb float32 rounding; flags, one-hots and time_left are exact.
+        """
+        m = self.bound_magnitudes()
+        px, py, vel = m["pos_x"], m["pos_y"], m["player_vel"]
+        lows: list[float] = []
+        highs: list[float] = []
+
+        def add(low: list[float], high: list[float], pad: bool = True) -> None:
+            for lo, hi in zip(low, high):
+                lows.append(lo - (1e-5 * abs(lo) + 1e-6) if pad else lo)
+                highs.append(hi + (1e-5 * abs(hi) + 1e-6) if pad else hi)
+
+        for name, width in self.observation_features():
+            if name == "self_pos":  # mirrored own position (symmetric pitch)
+                add([-px, -py], [px, py])
+            elif name == "self_vel":  # see player_vel: speed is not re-capped after contacts
+                add([-vel] * 2, [vel] * 2)
+            elif name == "ball_rel":  # ball minus own position
+                add([-m["ball_x"] - px, -m["ball_y"] - py], [m["ball_x"] + px, m["ball_y"] + py])
+            elif name == "ball_vel":  # capped at ball_max_speed, in units of kick_power
+                add([-m["ball_vel"]] * 2, [m["ball_vel"]] * 2)
+            elif name == "ball_in_reach":  # 0/1
+                add([0.0], [1.0], pad=False)
+            elif name in ("teammates", "opponents"):  # per slot: rel pos (two positions), vel, present 0/1;
+                for _ in range(width // 5):             # a missing slot is all zeros
+                    add([-2 * px, -2 * py, -vel, -vel], [2 * px, 2 * py, vel, vel])
+                    add([0.0], [1.0], pad=False)
+            elif name == "opp_goal_rel":  # (1 - x, -y)
+                add([1.0 - px, -py], [1.0 + px, py])
+            elif name == "own_goal_rel":  # (-1 - x, -y)
+                add([-1.0 - px, -py], [-1.0 + px, py])
+            elif name == "time_left":  # 1 - t / max_cycles with 0 <= t <= max_cycles (exact in float32)
+                add([0.0], [1.0], pad=False)
+            elif name == "score":  # 0.2 * goals (see `goals`); only the top padded, for the float32 product
+                add([0.0] * 2, [0.2 * m["goals"]] * 2)
+                lows[-2:] = [0.0, 0.0]
+            elif name in ("slot", "team"):  # one-hot
+                add([0.0] * width, [1.0] * width, pad=False)
+            else:  # a new block must get its own bound
+                raise NotImplementedError(f"no bound for observation block {name!r}")
+        return np.asarray(lows, dtype=np.float32), np.asarray(highs, dtype=np.float32)
+
+    def state_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high), float32 [state_dim]: bounds of `SoccerEngine.global_state` (world frame):
+        every player's x, y, vx, vy, ball x, y, vx, vy, time left, score; see `observation_bounds`."""
+        m = self.bound_magnitudes()
+        N, pad = self.num_agents, lambda v: v * (1.0 + 1e-5) + 1e-6
+        high = ([pad(m["pos_x"])] * N + [pad(m["pos_y"])] * N + [pad(m["player_vel"])] * 2 * N
+                + [pad(m["ball_x"]), pad(m["ball_y"]), pad(m["ball_vel"]), pad(m["ball_vel"]), 1.0]
+                + [pad(0.2 * m["goals"])] * 2)
+        high_arr = np.asarray(high, dtype=np.float32)
+        low_arr = -high_arr
+        low_arr[-3:] = 0.0  # time left and score
+        return low_arr, high_arr
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "SoccerConfig":

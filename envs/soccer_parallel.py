@@ -35,9 +35,9 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
         self.agents: list[str] = []
         self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
         D = self.config.obs_dim
-        self._observation_spaces = {a: spaces.Box(-np.inf, np.inf, (D,), np.float32) for a in self.possible_agents}
+        self._observation_spaces = {a: spaces.Box(*self.config.observation_bounds(), (D,), np.float32) for a in self.possible_agents}
         self._action_spaces = {a: spaces.Discrete(NUM_ACTIONS) for a in self.possible_agents}
-        self.state_space = spaces.Box(-np.inf, np.inf, (self.config.state_dim,), np.float32)
+        self.state_space = spaces.Box(*self.config.state_bounds(), (self.config.state_dim,), np.float32)
         self._seeded = False
         self._renderer = None
 
@@ -124,7 +124,14 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
         """Global state [state_dim] (world frame) for a centralized critic."""
         return self.engine.global_state()[0]
 
-    def render(self) -> np.ndarray | None:
+    def render(self, mode: str | None = None) -> np.ndarray | None:
+        """Render the current frame in the `render_mode` given at construction: an RGB array
+        [H, W, 3] uint8 for 'rgb_array', None for 'human' (drawn in a window) or without a mode.
+
+        `mode` is accepted and ignored: Ray RLlib's `ParallelPettingZooEnv.render()` calls
+        `par_env.render(self.render_mode)`, its own attribute, which is None unless set on the
+        wrapper. The mode that counts is always the env's own `render_mode`.
+        """
         if self.render_mode is None:
             gymnasium.logger.warn("render() was called without a render_mode; pass render_mode='rgb_array' or 'human'")
             return None

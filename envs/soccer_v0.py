@@ -6,8 +6,8 @@
 | Actions | Discrete(10) |
 | Parallel API | Yes |
 | Agents | `blue_0 .. blue_{n-1}, red_0 .. red_{m-1}` (1 to 11 a side) |
-| Observation | Box(-inf, inf, (obs_dim,), float32); 35 for 2v2, 46 for 3v3 |
-| State | Box(-inf, inf, (4 * num_agents + 7,), float32) |
+| Observation | Box(*SoccerConfig.observation_bounds(), (obs_dim,), float32): finite, per feature (below); 35 for 2v2, 46 for 3v3 |
+| State | Box(*SoccerConfig.state_bounds(), (4 * num_agents + 7,), float32): finite, per feature (below) |
 
 Two teams of discs play football on a continuous walled pitch. Blue attacks +x, red -x.
 Players accelerate, feel drag and have a top speed; they bump into each other and push the
@@ -30,20 +30,35 @@ shared policy plays either side. Positions are divided by the half length, playe
 the top speed, the ball's by `kick_power`. Blocks in order (`SoccerConfig.obs_layout()` gives
 the slices), with M = the larger team size:
 
-| block | width | content |
-|---|---|---|
-| self_pos, self_vel | 2 + 2 | own position and velocity |
-| ball_rel, ball_vel | 2 + 2 | ball position relative to the agent, ball velocity |
-| ball_in_reach | 1 | 1 if a kick would connect now |
-| teammates | 5 (M - 1) | per teammate in slot order: relative position, velocity, present flag |
-| opponents | 5 M | per opponent in slot order: relative position, velocity, present flag |
-| opp_goal_rel, own_goal_rel | 2 + 2 | centres of the attacked and the defended goal, relative to the agent |
-| time_left | 1 | 1 at kickoff, 0 at the time limit |
-| score | 2 | 0.2 * (own goals, opponent goals) |
-| slot | M | one-hot of the agent's slot in its team |
-| team | 2 | one-hot (blue, red) |
+| block | width | content | bounds (2v2 defaults) |
+|---|---|---|---|
+| self_pos, self_vel | 2 + 2 | own position and velocity | ±(Px, Py) (0.965, 0.585); ±V (10.9) |
+| ball_rel, ball_vel | 2 + 2 | ball position relative to the agent, ball velocity | ±(Bx + Px, By + Py) (1.965, 1.183); ±ball_max_speed / kick_power (1.273) |
+| ball_in_reach | 1 | 1 if a kick would connect now | [0, 1] |
+| teammates | 5 (M - 1) | per teammate in slot order: relative position, velocity, present flag | ±(2 Px, 2 Py) (1.93, 1.17), ±V, [0, 1] |
+| opponents | 5 M | per opponent in slot order: relative position, velocity, present flag | as teammates |
+| opp_goal_rel, own_goal_rel | 2 + 2 | centres of the attacked and the defended goal, relative to the agent | x in [1 - Px, 1 + Px] and [-1 - Px, -1 + Px], y ±Py |
+| time_left | 1 | 1 at kickoff, 0 at the time limit | [0, 1] |
+| score | 2 | 0.2 * (own goals, opponent goals) | [0, 0.2 G] (30; 0.2 * goals_to_win if set) |
+| slot | M | one-hot of the agent's slot in its team | [0, 1] |
+| team | 2 | one-hot (blue, red) | [0, 1] |
 
 Missing teammates or opponents (uneven teams) are zeros with present flag 0.
+
+The bounds are proved from the rules for any valid config (`SoccerConfig.bound_magnitudes`
+holds the argument); continuous ones are padded by 1e-5 relative for float32 rounding. In half
+lengths L: Px = max(L - player_radius, farthest kickoff spot + kickoff_jitter) / L and likewise Py
+across the width W; By = (W - ball_radius) / L; Bx = 1 (a ball past the goal line is a goal),
+larger only for absurd configs where one step can carry the ball across the pitch. V, in top
+speeds, is loose on purpose: top speed is enforced before contacts, not after, so a player
+hit by others and by the ball can exceed it; V assumes every contact at once,
+1 + (N - 1)(1 + restitution) plus the ball's hardest hit (N players), i.e. 10.9 for 2v2, 56 for
+11v11, while play stays within about 1.7 at the default physics (6.5 with restitution 1, a heavy
+ball and hard kicks). G bounds one team's goals in a match: `goals_to_win` if set, else
+max_cycles // k with k the fewest steps from a kickoff to a goal at the ball's largest
+one-step move (150 for 2v2; play scores fewer than 10), so set `goals_to_win` before normalizing
+the score. The state (world frame: every player's x, y, vx, vy, then the ball's, time left,
+score) uses the same bounds: ±Px, ±Py, ±V, ±Bx, ±By, ±ball_max_speed / kick_power, [0, 1], [0, 0.2 G].
 
 ### Rewards
 

@@ -53,9 +53,16 @@ class SoccerVecEnv:
         self.render_mode = render_mode
         self.check_actions = check_actions
         D = self.config.obs_dim
-        self.single_observation_space = spaces.Box(-np.inf, np.inf, (D,), np.float32)
+        self.single_observation_space = spaces.Box(*self.config.observation_bounds(), (D,), np.float32)
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)
-        self.observation_space = spaces.Box(-np.inf, np.inf, (num_envs, self.num_agents, D), np.float32)
+        self.observation_space = spaces.Box(
+            *(np.broadcast_to(bound, (num_envs, self.num_agents, D)) for bound in self.config.observation_bounds()),
+            (num_envs, self.num_agents, D), np.float32)
+        # the global state of `state()`: one match [state_dim], the batch [num_envs, state_dim]
+        self.single_state_space = spaces.Box(*self.config.state_bounds(), (self.config.state_dim,), np.float32)
+        self.state_space = spaces.Box(
+            *(np.broadcast_to(bound, (num_envs, self.config.state_dim)) for bound in self.config.state_bounds()),
+            (num_envs, self.config.state_dim), np.float32)
         self.action_space = spaces.MultiDiscrete(np.full((num_envs, self.num_agents), NUM_ACTIONS))
         self._episode_return = torch.zeros(num_envs, self.num_agents, device=self.device)
         self._renderer = None
@@ -155,3 +162,17 @@ class SoccerVecEnv:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+    def as_gymnasium(self) -> "SoccerGymVectorEnv":  # noqa: F821  (imported below: no import cycle)
+        """This batch as a standard `gymnasium.vector.VectorEnv` with one sub-env per player.
+
+        `num_envs = B * N` (sub-env `b * N + i` is player `i` of match `b`, SuperSuit's layout),
+        numpy in and out on the CPU, `terminations` / `truncations` per player, gymnasium vector infos
+        (`reward_<component>`, `score_for`, `score_against`; `final_obs` / `final_info` on ended
+        sub-envs) and `metadata["autoreset_mode"] = AutoresetMode.SAME_STEP`, so gymnasium's vector
+        wrappers such as `RecordEpisodeStatistics` work on it. It wraps this env: both views step
+        the same matches. See `marl_grpo.envs.gym_vector` for every difference from the native API.
+        """
+        from .gym_vector import SoccerGymVectorEnv
+
+        return SoccerGymVectorEnv(self)
