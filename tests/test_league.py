@@ -88,6 +88,32 @@ def test_a_group_never_mixes_opponents_and_a_match_keeps_its_opponent(tmp_path):
     assert {int(k) for k in league.opponent.unique()} - {LATEST}, "no pool member ever played"
 
 
+def test_mlp_snapshots_act_together_as_each_would_alone(tmp_path):
+    """The stacked forward of several snapshots gives each match the logits its own snapshot gives,
+    and the red actions of a step come from one call for all of them."""
+    trainer = _trainer(tmp_path, league_latest_ratio=0.0, league_anchors="team", num_envs=32)
+    league, env = trainer.league, trainer.env
+    for iteration in range(3):
+        with torch.no_grad():  # three different snapshots
+            for p in trainer.policy.parameters():
+                p.add_(torch.randn_like(p) * 0.3)
+        league.add_snapshot(iteration, {})
+    league.opponent = torch.tensor([1, 2, 3, 0, 2, 2, 1, 3] * 4)  # uneven shares, the team bot too
+    league._fresh = False
+    env.reset(seed=3)
+    league.start_segment(env, 0)  # no match kicked off during the last segment: the opponents stay
+    assert league._stacked is not None and [m.name for m, _ in league._groups] == ["team"]
+    obs = env.engine.observe()
+    matches, logits = league._stacked.logits(obs[:, 2:])
+    assert sorted(matches.tolist()) == [b for b in range(32) if b % 8 != 3]
+    for match, row in zip(matches.tolist(), logits):
+        alone = league.members[int(league.opponent[match])].actor(obs[match, 2:])
+        torch.testing.assert_close(row, alone, rtol=1e-5, atol=1e-5)
+    actions = torch.full((32, 4), -1)
+    league.act(obs, actions)
+    assert (actions[:, 2:] >= 0).all() and (actions[:, :2] == -1).all()
+
+
 def test_the_update_batch_holds_only_the_learners_sequences(tmp_path):
     trainer = _trainer(tmp_path, league_latest_ratio=0.5)
     segment = trainer.collect()

@@ -19,8 +19,9 @@ kicked off draws its red side, and keeps it until the match ends:
   the bots.
 
 All copies of a GRPO group (a block of `group_size` matches in branch and episode mode) draw one
-opponent together, so the group baseline compares like with like. Each distinct opponent acts
-on its matches in one batched call per step.
+opponent together, so the group baseline compares like with like. Each anchor acts on its
+matches in one batched call per step, and all MLP snapshots together in one more: their weights
+are stacked and applied with batched matmuls over their matches, padded to the largest share.
 
 Ratings: an online Elo (Elo 1978, "The Rating of Chessplayers, Past and Present"; the logistic
 expectation `E = 1 / (1 + 10^((R_o - R_l) / 400))` of FIDE's rules) for the learner and every
@@ -49,7 +50,7 @@ from typing import Any
 
 import torch
 
-from marl_grpo.agents import BOT_NAMES, Bot, SoccerPolicy, make_bot
+from marl_grpo.agents import BOT_NAMES, Bot, SoccerPolicy, make_bot, sample_actions
 from marl_grpo.envs import SoccerConfig, SoccerVecEnv
 from marl_grpo.run import distributed
 from marl_grpo.run.checkpoint import atomic_directory, write_policy
@@ -113,6 +114,44 @@ class Member:
         return isinstance(self.actor, SoccerPolicy)
 
 
+class _StackedSnapshots:
+    """Several MLP snapshots (`SoccerPolicy(arch="mlp")`, same widths) acting in one forward pass.
+
+    Each snapshot's layers are stacked along a leading member axis K and applied with `baddbmm`
+    to its own matches' rows, padded to the largest count: [K, M*R, D] -> [K, M*R, 10]. The same
+    maths as `SoccerPolicy.forward` (linear, activation, linear, activation, head), equal up to
+    float rounding.
+    """
+
+    def __init__(self, groups: list[tuple[Member, torch.Tensor]]):
+        counts = [len(matches) for _, matches in groups]
+        device = groups[0][1].device
+        self.index = torch.zeros(len(groups), max(counts), dtype=torch.long, device=device)  # [K, M]
+        self.valid = torch.zeros(len(groups), max(counts), dtype=torch.bool, device=device)
+        for k, (_, matches) in enumerate(groups):
+            self.index[k, :len(matches)] = matches
+            self.valid[k, :len(matches)] = True
+        self.matches = self.index[self.valid]
+        policies = [m.actor for m, _ in groups]
+        layers = [(p.body[0], p.body[2], p.head) for p in policies]
+        # weight [K, in, out] and bias [K, 1, out] per layer, for baddbmm(bias, x, weight)
+        self.layers = [(torch.stack([ls[i].weight.detach().T for ls in layers]),
+                        torch.stack([ls[i].bias.detach()[None] for ls in layers])) for i in range(3)]
+        self.activation = policies[0].body[1]
+
+    @torch.no_grad()
+    def logits(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs [B, R, D] (the snapshots' side) -> (the matches [m], their logits [m, R, 10])."""
+        K, M = self.index.shape
+        R, D = obs.shape[1:]
+        h = obs[self.index].reshape(K, M * R, D)
+        for i, (weight, bias) in enumerate(self.layers):
+            h = torch.baddbmm(bias, h, weight)
+            if i < len(self.layers) - 1:
+                h = self.activation(h)
+        return self.matches, h.reshape(K, M, R, -1)[self.valid]
+
+
 class League:
     """The opponent pool of a run, its sampling, ratings and snapshots (see the module docstring).
 
@@ -137,6 +176,7 @@ class League:
         self._fresh = True  # no opponent drawn yet
         self.pending: list[tuple[int, float]] = []  # (member index or LATEST, score) of matches ended this iteration
         self._groups: list[tuple[Member, torch.Tensor]] = []
+        self._stacked: _StackedSnapshots | None = None
 
     # ------------------------------------------------------------------ the pool
     @property
@@ -186,9 +226,15 @@ class League:
             current = self.opponent[::G].cpu()
             chosen = torch.where(fresh, draw, current).repeat_interleave(G)
             self.opponent = chosen.to(self.opponent.device)
-        # the members that play this segment, with their matches (one batched call each per step)
+        # the members that play this segment, with their matches (one batched call each per step;
+        # MLP snapshots all together)
         self._groups = [(self.members[k], (self.opponent == k).nonzero().squeeze(1))
                         for k in self.opponent.unique().tolist() if k != LATEST]
+        snapshots = [(m, matches) for m, matches in self._groups if m.is_snapshot]
+        self._stacked = None
+        if len(snapshots) > 1 and self.policy.arch == "mlp":
+            self._stacked = _StackedSnapshots(snapshots)
+            self._groups = [(m, matches) for m, matches in self._groups if not m.is_snapshot]
         learned = torch.ones(B, self.num_agents, dtype=torch.bool, device=self.opponent.device)
         learned[:, self.n_blue:] = (self.opponent == LATEST)[:, None]
         return learned
@@ -218,8 +264,12 @@ class League:
         return torch.where(u < cfg.league_latest_ratio, LATEST, picks)
 
     def act(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
-        """Write the red actions [B, N] of the matches against pool members, one call per member."""
+        """Write the red actions [B, N] of the matches against pool members: one call per anchor and
+        per snapshot, or one for all MLP snapshots."""
         red = slice(self.n_blue, self.num_agents)
+        if self._stacked is not None:
+            matches, logits = self._stacked.logits(obs[:, red])
+            actions[matches, red] = sample_actions(logits)[0]
         for member, matches in self._groups:
             own = obs[matches]
             if member.is_snapshot:
