@@ -18,6 +18,7 @@ thousand parameters.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,6 +94,25 @@ def _no_progress_bars() -> Iterator[None]:
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
+
+
+# --------------------------------------------------------------------------- KV cache, across transformers versions
+
+
+def _cache_keyword(model: PreTrainedModel) -> str:
+    """The keyword `model.forward` takes its KV cache under: ``cache`` from transformers 5.24 on (which
+    deprecates ``past_key_values``, to be removed in 5.40), ``past_key_values`` before it. Read from
+    the signature rather than the version, so that the cache never falls silently into ``**kwargs``
+    of a forward that does not know the name; a wrapper whose signature shows neither name gets
+    ``past_key_values``, which every version up to 5.40 accepts."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _output_cache(out: Any) -> Any:
+    """The KV cache a forward pass returned: ``out.cache`` from transformers 5.24 on (reading
+    ``out.past_key_values`` there warns), ``out.past_key_values`` before it."""
+    cache = getattr(out, "cache", None)
+    return out.past_key_values if cache is None else cache
 
 
 # --------------------------------------------------------------------------- generation batch
@@ -235,7 +255,7 @@ class LLMAgent:
         positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
                     logits_to_keep=1)
-        cache = out.past_key_values
+        cache, cache_kw = _output_cache(out), _cache_keyword(model)
         if num_samples > 1:
             cache.batch_repeat_interleave(num_samples)
         logits = out.logits[:, -1].float().repeat_interleave(num_samples, 0)
@@ -260,8 +280,8 @@ class LLMAgent:
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
             out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos,
-                        past_key_values=cache, use_cache=True)
-            cache, logits, next_pos = out.past_key_values, out.logits[:, -1].float(), next_pos + 1
+                        use_cache=True, **{cache_kw: cache})
+            cache, logits, next_pos = _output_cache(out), out.logits[:, -1].float(), next_pos + 1
         model.train(was_training)
         completion_ids = torch.stack(tokens, 1)
         completion_mask = eos_mask(completion_ids, self.eos_token_id)
@@ -309,13 +329,13 @@ class LLMAgent:
                         use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1:].repeat_interleave(G, 0)  # [S, 1, V]: predicts completion token 0
             if width > 1:
-                cache = out.past_key_values
+                cache = _output_cache(out)
                 cache.batch_repeat_interleave(G)
                 mask = torch.cat([batch.prompt_mask, batch.completion_mask[:, :-1].long()], 1)
                 steps = torch.arange(1, width, device=positions.device)
                 rest = model(input_ids=batch.completion_ids[:, :-1], attention_mask=mask,
-                             position_ids=positions[:, -1:].repeat_interleave(G, 0) + steps, past_key_values=cache,
-                             use_cache=True).logits
+                             position_ids=positions[:, -1:].repeat_interleave(G, 0) + steps, use_cache=True,
+                             **{_cache_keyword(model): cache}).logits
                 logits = torch.cat([logits, rest], 1)
         log_probs = torch.log_softmax(logits.float() / temperature, -1)  # [S, T, V]
         logp = log_probs.gather(-1, batch.completion_ids[..., None])[..., 0] * batch.completion_mask
