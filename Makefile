@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,video,llm]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,video,llm,trl]"
 	touch $(STAMP)
 
 train: $(STAMP)

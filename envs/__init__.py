@@ -7,11 +7,11 @@
 `import marl_grpo` registers the env with PettingZoo: `pettingzoo.make("parallel", "marl_grpo/soccer-v0")`.
 """
 
-from marl_grpo import ENV_ID  # registered with PettingZoo by `import marl_grpo`
-
 from .config import ACTION_NAMES, INFO_KEYS, KICK_ACTION, NUM_ACTIONS, REWARD_COMPONENTS, SoccerConfig
 from .soccer import SoccerEngine
 from .vector import SoccerVecEnv
+
+ENV_ID = "marl_grpo/soccer-v0"  # registered by `import marl_grpo` (marl_grpo.ENV_ID; envs imports only envs)
 
 __all__ = [
     "ACTION_NAMES",

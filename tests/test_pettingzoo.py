@@ -23,6 +23,8 @@ from pettingzoo.test import (
     seed_test,
 )
 
+import marl_grpo
+import marl_grpo.envs
 from marl_grpo.envs import INFO_KEYS, REWARD_COMPONENTS, SoccerConfig, soccer_v0
 
 from helpers import scripted_action
@@ -157,6 +159,7 @@ def test_import_marl_grpo_registers_the_env_without_heavy_imports():
                          env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] ['blue_0', 'red_0'] OrderEnforcingWrapper"
+    assert marl_grpo.ENV_ID == marl_grpo.envs.ENV_ID == ENV_ID
 
 
 def test_registration_aec():
