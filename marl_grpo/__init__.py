@@ -22,12 +22,106 @@ F      reward components (soccer: goal, ball touch, progress, shot, distance; LL
 """
 
 import os
+import sys
+from collections.abc import Mapping
 
-# On small virtual machines an idle OpenMP worker thread is descheduled and takes milliseconds to
-# wake up, which made multi-threaded torch ops up to 1000x slower here (a 4096-element sqrt took
-# 8 ms with 2 threads, 3 us with 1). Keeping workers spinning between ops avoids that. It only
-# takes effect if marl_grpo is imported before torch; set OMP_WAIT_POLICY yourself to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
+# --------------------------------------------------------------------------- OpenMP wait policy
+# torch's CPU thread pool is libgomp's. Between two parallel ops its idle workers spin (burning a
+# core) for a while, then sleep, and a sleeping worker is slow to wake on small virtual machines: an
+# earlier measurement here had 2-thread torch ops up to 1000x slower (a 4096-element sqrt: 8 ms
+# with 2 threads, 3 us with 1), hence OMP_WAIT_POLICY=ACTIVE, the old setting here (spin for good).
+# But when another CPU-bound process shares the cores, spinning workers fight it for them: `marl-grpo
+# train --preset quick` went from 1.2 s to 5-9 s per iteration with ACTIVE. A bounded spin is near
+# the best in both cases. scripts/bench_threads.py measures it; seconds per iteration of the quick
+# preset with 2 threads on a shared 2-core VM, idle / beside 1 / beside 3 CPU-bound processes:
+#     ACTIVE               0.68-0.83 / 2.1-2.5 / 6.5
+#     libgomp's default    0.68-0.74 / 2.6     / 6.2    (300k spins, ~10 ms here)
+#     GOMP_SPINCOUNT=3000  0.70-0.83 / 1.3-1.5 / 2.2    (auto)
+#     PASSIVE              0.86-1.22 / 1.0-1.2 / 2.2
+# With 1 thread there is no worker and the policy does not matter (0.9-1.1 s, idle or not).
+#
+# MARL_GRPO_OMP_WAIT, read at `import marl_grpo`, chooses:
+#   auto     (the default) GOMP_SPINCOUNT=3000: workers spin ~3000 pause instructions (~0.1 ms
+#            here) after an op, then sleep. The same on every machine and at any load: the load
+#            average lags, and the contention that matters may start after the run does.
+#   active   OMP_WAIT_POLICY=ACTIVE: workers spin for good (a machine of your own, all cores idle)
+#   passive  OMP_WAIT_POLICY=PASSIVE: workers sleep at once (cores shared with other work)
+#   default  set nothing: libgomp's default
+# A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins: then marl_grpo sets nothing.
+#
+# libgomp reads these variables once, when torch loads it. So `import marl_grpo` sets nothing and
+# does not import torch: it installs an import hook that sets the chosen variable only while
+# `import torch` runs and removes it afterwards, so that child processes (Ray workers, subprocess
+# envs, compile workers) do not inherit it. It takes effect only if marl_grpo is imported before
+# torch; `OMP_WAIT_ENV` holds what is (or was) set.
+OMP_WAIT_OPTIONS = ("auto", "active", "passive", "default")
+_OMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+_AUTO_SPINCOUNT = "3000"
+
+
+def omp_wait_env(option: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The OpenMP variables to set while torch loads, for MARL_GRPO_OMP_WAIT=`option` (None or
+    empty: auto), given the environment `environ` (default: os.environ)."""
+    value = "auto" if option is None or not option.strip() else option.strip().lower()
+    if value not in OMP_WAIT_OPTIONS:
+        raise ValueError(f"MARL_GRPO_OMP_WAIT={option!r} is not a valid value: choose one of "
+                         f"{', '.join(OMP_WAIT_OPTIONS)}")
+    environ = os.environ if environ is None else environ
+    if value == "default" or any(environ.get(name) for name in _OMP_VARIABLES):
+        return {}  # libgomp's default, or the user's own setting
+    if value == "auto":
+        return {"GOMP_SPINCOUNT": _AUTO_SPINCOUNT}
+    return {"OMP_WAIT_POLICY": value.upper()}
+
+
+class _SetWhileTorchLoads:
+    """A `sys.meta_path` finder that, once, sets `env` while torch's `__init__` runs (libgomp is
+    loaded and reads its variables then) and removes it afterwards, unless the user set an OpenMP
+    variable in the meantime or changed ours."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201 (importlib's protocol)
+        if name != "torch":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        for finder in sys.meta_path:  # the spec the import would have found without us
+            spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader, env = spec.loader, self.env
+
+        def exec_module(module) -> None:  # noqa: ANN001
+            del loader.exec_module  # back to the loader's own method
+            if any(os.environ.get(k) for k in _OMP_VARIABLES):  # the user set one since
+                return loader.exec_module(module)
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                return loader.exec_module(module)
+            finally:
+                for k, v in env.items():
+                    if os.environ.get(k) == v:  # still ours: put back what was there
+                        if saved[k] is None:
+                            del os.environ[k]
+                        else:
+                            os.environ[k] = saved[k]
+
+        try:
+            loader.exec_module = exec_module
+        except AttributeError:  # a loader without instance attributes: leave the import alone
+            pass
+        return spec
+
+
+OMP_WAIT_ENV = omp_wait_env(os.environ.get("MARL_GRPO_OMP_WAIT"))
+if OMP_WAIT_ENV and "torch" not in sys.modules and not any(
+        type(f).__name__ == "_SetWhileTorchLoads" for f in sys.meta_path):  # (also after a reload)
+    sys.meta_path.insert(0, _SetWhileTorchLoads(OMP_WAIT_ENV))
 
 __version__ = "0.1.0"
 

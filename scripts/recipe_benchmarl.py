@@ -27,7 +27,7 @@ import copy
 import tempfile
 import time
 
-import marl_grpo  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
+import marl_grpo  # noqa: F401  (registers the env; its thread policy applies to the torch imported next)
 import torch
 from benchmarl.algorithms import MappoConfig
 from benchmarl.environments.common import Task

@@ -34,7 +34,7 @@ import time
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array rendering without a display
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report at run time
 
-import marl_grpo  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch is imported)
+import marl_grpo  # noqa: E402,F401  (registers the env; its thread policy applies to the torch imported next)
 import ray  # noqa: E402
 import torch  # noqa: E402
 from ray.rllib.algorithms.ppo import PPOConfig  # noqa: E402

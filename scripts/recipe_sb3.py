@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import marl_grpo  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
+import marl_grpo  # noqa: F401  (registers the env; its thread policy applies to the torch imported next)
 import numpy as np
 import supersuit as ss
 from stable_baselines3 import PPO

@@ -36,7 +36,7 @@ import argparse
 import math
 import time
 
-import marl_grpo  # noqa: F401  (registers the env, sets OMP_WAIT_POLICY before torch is imported)
+import marl_grpo  # noqa: F401  (registers the env; its thread policy applies to the torch imported next)
 import torch
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch.distributions import Categorical
