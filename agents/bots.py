@@ -2,7 +2,9 @@
 
 Every bot reads the vector env's observations `obs [B, N, D]` (any leading shape `[..., D]`
 works, e.g. the PettingZoo env's `[N, D]` stacked per agent) and returns an action for every
-agent, `int64 [B, N]`; the caller keeps the columns of the team the bot controls. Observations
+agent, `int64 [B, N]`. Each agent decides from its own observation alone, so showing a bot only
+its team's rows (`bot.act(obs[:, n_blue:])` for red) gives that team the same actions at full
+strength for half the work; the trainer, the league and evaluation do so. Observations
 are egocentric and mirrored (see `marl_grpo.envs.soccer_v0`), so one rule plays either side:
 each agent attacks +x, its own goal is at x = -1 and the opponent goal at x = +1 (positions are
 in half lengths). There is no Python loop over matches or players: an agent's role comes from

@@ -26,7 +26,7 @@ def evaluate(policy: SoccerPolicy, env_kwargs: dict[str, Any], opponent: str = "
     obs = env.reset(seed=seed)
     for _ in range(env.config.max_cycles):
         actions, _ = policy.act(obs[:, :n_blue], deterministic=deterministic, generator=generator)
-        actions = torch.cat([actions, bot.act(obs)[:, n_blue:]], 1)
+        actions = torch.cat([actions, bot.act(obs[:, n_blue:])], 1)
         obs, _, terminated, truncated, infos = env.step(actions)
         if bool((terminated | truncated).all()):
             break

@@ -275,7 +275,7 @@ class League:
             if member.is_snapshot:
                 actions[matches, red] = member.actor.act(own[:, red], generator=None)[0]
             else:
-                actions[matches, red] = member.actor.act(own)[:, red]
+                actions[matches, red] = member.actor.act(own[:, red])
 
     # ------------------------------------------------------------------ results and ratings
     def record(self, ended: torch.Tensor, results: list[float]) -> None:

@@ -112,7 +112,7 @@ class Collector:
             if self.opponent is not None:
                 full = torch.empty(B, env.num_agents, dtype=torch.long, device=env.device)
                 full[:, self.controlled] = actions
-                full[:, self.others] = self.opponent.act(obs)[:, self.others]
+                full[:, self.others] = self.opponent.act(obs[:, self.others])  # the bot decides for its side only
             obs_buf.append(own)
             if self.record_state:
                 state_buf.append(env.state())
