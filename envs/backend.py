@@ -4,12 +4,15 @@ The rules in `soccer.py` are written once against this small interface. The vect
 them on torch tensors (any device, thousands of matches); the PettingZoo env runs the very
 same code on numpy arrays with one match, where numpy's per-call overhead is ~4x lower than
 torch's. Only IEEE-exact operations are used (+, -, *, /, sqrt, comparisons, min/max) and no
-transcendental functions, so both backends produce bit-identical trajectories on CPU.
+transcendental functions, so both backends produce bit-identical trajectories on CPU. The one
+matrix product (the observation, see `SoccerEngine.observe`) sums at most two exactly signed terms
+per entry, so it too gives the same float32 numbers in any summation order.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -50,6 +53,8 @@ class NumpyOps:
         return np.concatenate(xs, axis)
 
     def stack(self, xs: list[np.ndarray], axis: int) -> np.ndarray:
+        if axis == 0:  # np.stack is Python code around concatenate, ~5x the cost for tiny arrays
+            return np.concatenate([x[None] for x in xs])
         return np.stack(xs, axis)
 
     def to_numpy(self, x: np.ndarray) -> np.ndarray:
@@ -59,8 +64,8 @@ class NumpyOps:
         return 1.0 / x
 
     def positive(self, x: np.ndarray) -> np.ndarray:
-        """1.0 where x > 0, else 0.0 (float)."""
-        return (x > 0).astype(np.float32)
+        """1.0 where x > 0, else 0.0 (float): one ufunc call (for the arrays here, x is never NaN)."""
+        return np.heaviside(x, 0)
 
     def clip(self, x: np.ndarray, low: float, high: float) -> np.ndarray:
         return np.minimum(np.maximum(x, low), high)  # np.clip has ~5x the call overhead
@@ -74,8 +79,21 @@ class NumpyOps:
     def nonzero(self, mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(mask)
 
-    def rows(self, x: np.ndarray, index: np.ndarray) -> np.ndarray:
-        return x[index]
+    def rows(self, x: np.ndarray, index: np.ndarray, dim: int = 0) -> np.ndarray:
+        return x[index] if dim == 0 else x[(slice(None),) * dim + (index,)]
+
+    def amax(self, x: np.ndarray, dim: int) -> np.ndarray:
+        return np.maximum.reduce(x, axis=dim)
+
+    def matmul_is_exact(self) -> bool:
+        return True
+
+    def limit_threads(self, n: int) -> Any:
+        return nullcontext()
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, exact: bool = True) -> np.ndarray:
+        """a @ b in float32 (IEEE products and sums, as numpy's BLAS does)."""
+        return a @ b
 
     def take(self, table: np.ndarray, index: np.ndarray) -> np.ndarray:
         return table[index]
@@ -95,6 +113,9 @@ class TorchOps:
 
     def __init__(self, device: Any = "cpu") -> None:
         self.device = torch.device(device)
+        # eager CPU code takes numpy's sqrt on the tensors' memory (see `sqrt`); False when the
+        # rules are traced by torch.compile
+        self.numpy_sqrt = True
 
     def asarray(self, x: Any, dtype: Any) -> torch.Tensor:
         return torch.as_tensor(np.array(x), dtype=dtype, device=self.device)
@@ -137,9 +158,14 @@ class TorchOps:
         return torch.clamp(a, min=b) if isinstance(b, (int, float)) else torch.maximum(a, b)
 
     def sqrt(self, x: torch.Tensor) -> torch.Tensor:
-        # torch's AVX-512 float32 sqrt is not correctly rounded (numpy's is); sqrt in float64
-        # rounded to float32 is (double rounding is innocuous for sqrt when 53 >= 2*24 + 2).
+        # torch's float32 sqrt on the CPU is not correctly rounded (numpy's is: ~17% of the float32
+        # values in [1, 4) differ with torch 2.13 on AVX2). Eager CPU code takes numpy's, on the
+        # same memory (~10x faster than the float64 round trip); traced code (torch.compile) takes
+        # sqrt in float64 rounded to float32, also correctly rounded (double rounding is innocuous
+        # for sqrt when 53 >= 2*24 + 2).
         if self.device.type == "cpu":
+            if self.numpy_sqrt:
+                return torch.from_numpy(np.sqrt(x.detach().numpy()))
             return torch.sqrt(x.double()).float()
         return torch.sqrt(x)
 
@@ -160,9 +186,43 @@ class TorchOps:
     def nonzero(self, mask: torch.Tensor) -> torch.Tensor:
         return torch.nonzero(mask)[:, 0]
 
-    def rows(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def rows(self, x: torch.Tensor, index: torch.Tensor, dim: int = 0) -> torch.Tensor:
         # index_select is several times faster than advanced indexing for a row gather
-        return torch.index_select(x, 0, index)
+        return torch.index_select(x, dim, index)
+
+    def amax(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        return torch.amax(x, dim)
+
+    @contextmanager
+    def limit_threads(self, n: int) -> Iterator[None]:
+        """Run the block with at most `n` CPU threads (torch's setting is restored afterwards)."""
+        current = torch.get_num_threads() if self.device.type == "cpu" else 0
+        if current <= n:
+            yield
+            return
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(current)
+
+    def matmul_is_exact(self) -> bool:
+        """Whether float32 matrix products are IEEE float32 (no TF32 / bfloat16 shortcuts) now."""
+        if torch.get_float32_matmul_precision() != "highest":
+            return False
+        try:
+            if self.device.type == "cuda":
+                return not torch.backends.cuda.matmul.allow_tf32
+            return torch.backends.mkldnn.matmul.fp32_precision in ("none", "ieee")
+        except AttributeError:  # older torch: the global setting above is all there is
+            return True
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor, exact: bool = True) -> torch.Tensor:
+        """a @ b with IEEE float32 products and sums: in float64 (then rounded, which for the
+        observation's two-term sums is the same number) when TF32 / bfloat16 matmuls are enabled."""
+        if exact:
+            return torch.mm(a, b)
+        return torch.mm(a.double(), b.double()).float()
 
     def take(self, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         return torch.take(table, index)

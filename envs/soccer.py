@@ -39,6 +39,12 @@ from .config import KICK_ACTION, NUM_ACTIONS, REWARD_COMPONENTS, SoccerConfig
 
 MASK32 = 0xFFFFFFFF
 _EPS = 1e-6
+# Elements of the [2, N, B] player arrays per CPU thread. torch runs an elementwise op on several
+# threads from 32768 elements on, but on the 2-core reference VM a 2-thread op on 49k elements
+# (3v3, 4096 matches) is ~2.5x SLOWER than on one thread (the fork/join costs more than the op),
+# and a step 1.5-2.5x slower; from ~200k elements (16384 matches) on, 2 threads win. So the rules
+# run on one thread per 65536 such elements, at most torch's setting.
+_ELEMENTS_PER_THREAD = 65536
 
 
 # ----------------------------------------------------------------------------- randomness
@@ -110,11 +116,6 @@ class SoccerEngine:
         # per-agent constants: each agent's mirror sign and the action -> acceleration table
         team_sign = np.array([1.0] * c.n_blue + [-1.0] * c.n_red, dtype=np.float32)
         self._sign = o.asarray(team_sign[:, None], o.float)  # [N, 1]
-        self._is_blue = o.asarray((team_sign > 0)[:, None], o.float)
-        angles = (np.arange(NUM_ACTIONS) - 1) * np.pi / 4
-        moves = (np.arange(NUM_ACTIONS) >= 1) & (np.arange(NUM_ACTIONS) <= 8)
-        self._accel_x = o.asarray(np.where(moves, np.round(np.cos(angles), 7), 0.0) * c.player_accel, o.float)
-        self._accel_y = o.asarray(np.where(moves, np.round(np.sin(angles), 7), 0.0) * c.player_accel, o.float)
         self._is_kick = o.asarray(np.arange(NUM_ACTIONS) == KICK_ACTION, o.float)
         self._agent_row = o.arange(N).reshape(N, 1)
         self._blue_col, self._red_col = o.asarray([[1.0, 0.0]], o.float), o.asarray([[0.0, 1.0]], o.float)
@@ -122,6 +123,13 @@ class SoccerEngine:
         spots = np.concatenate([kickoff_formation(c.n_blue, L, W), -kickoff_formation(c.n_red, L, W)])
         self._kickoff_x = o.asarray(spots[:, :1], o.float)
         self._kickoff_y = o.asarray(spots[:, 1:], o.float)
+        # x and y (and vx, vy) are stepped together as [2, N, B] arrays: one op for both axes
+        self._accel = o.asarray(np.concatenate([self._np_accel(c, np.cos), self._np_accel(c, np.sin)]), o.float)
+        self._accel_offset = o.asarray(np.array([0, NUM_ACTIONS]).reshape(2, 1, 1), o.int)
+        self._player_lim = o.asarray(np.array([L - c.player_radius, W - c.player_radius]).reshape(2, 1, 1), o.float)
+        self._neg_player_lim = -self._player_lim
+        self._team = o.asarray(np.where(team_sign > 0, 0, 1), o.int)  # [N]: 0 blue, 1 red
+        self._team_sign = o.asarray(np.array([[1.0], [-1.0]]), o.float)  # [2, 1]: blue's, red's
         pair_i, pair_j = np.triu_indices(N, 1)  # every unordered pair of players once
         self._pair_i, self._pair_j = o.asarray(pair_i, o.int), o.asarray(pair_j, o.int)
         # each player's pairs, [N, N-1]: first those where it is i (+delta), then where it is j
@@ -133,8 +141,8 @@ class SoccerEngine:
         self._pair_signs = o.asarray(np.asarray(signs, dtype=np.float32)[:, :, None], o.float)
 
         # observation constants: who each agent sees as teammates (M-1) and opponents (M), in
-        # slot order. A missing one (uneven teams) points at the agent itself and is multiplied
-        # by 0, so it reads as zeros with present flag 0.
+        # slot order. A missing one (uneven teams) points at the agent itself with weight 0, so it
+        # reads as zeros with present flag 0.
         blue, red = list(range(c.n_blue)), list(range(c.n_blue, N))
         other = np.full((N, 2 * M - 1), -1, dtype=np.int64)
         for i in range(N):
@@ -143,18 +151,24 @@ class SoccerEngine:
             other[i, : len(mates)] = mates
             other[i, M - 1 : M - 1 + len(opps)] = opps
         present = (other >= 0).astype(np.float32)
-        self._other_idx = o.asarray(np.where(other >= 0, other, np.arange(N)[:, None]), o.int)
-        B = num_envs
-        self._present = [o.asarray(np.repeat(present[:, k : k + 1], B, 1), o.float) for k in range(2 * M - 1)]
-        self._other_mirror = o.asarray((present * team_sign[:, None])[:, :, None], o.float)  # [N, K, 1]
+        other = np.where(other >= 0, other, np.arange(N)[:, None])
         ids = np.zeros((N, M + 2), dtype=np.float32)
         for i in range(N):
             ids[i, i if i < c.n_blue else i - c.n_blue] = 1.0
             ids[i, M + (0 if i < c.n_blue else 1)] = 1.0
-        self._ids = [o.asarray(np.repeat(ids[:, k : k + 1], B, 1), o.float) for k in range(M + 2)]
-        self._ones = o.asarray(np.ones((N, B)), o.float)
+        matrix = self._observation_matrix(team_sign, other, present, ids)
+        self._obs_matrix = o.asarray(matrix, o.float)
+        # the same matrix as two (row, weight) pairs per column, for the compiled observation
+        order = np.argsort(matrix == 0, axis=0, kind="stable")[:2]  # the nonzero rows first
+        self._obs_rows = [o.asarray(order[k], o.int) for k in range(2)]
+        self._obs_weights = [o.asarray(np.take_along_axis(matrix, order[k : k + 1], 0)[0], o.float) for k in range(2)]
+        self._obs_scale = o.asarray(np.array([1.0 / L] * (2 * N) + [1.0 / c.player_max_speed] * (2 * N) + [1.0 / L] * 2,
+                                             dtype=np.float32)[:, None], o.float)
+        self._ones = o.asarray(np.ones((1, num_envs)), o.float)
 
+        self._threads = max(1, 2 * N * num_envs // _ELEMENTS_PER_THREAD)
         self._physics_fn, self._observe_fn = self._physics, self._observe
+        self._compiled = compile
         if compile:
             if backend != "torch":
                 raise ValueError("compile=True needs backend='torch'")
@@ -164,38 +178,56 @@ class SoccerEngine:
             # compile in this process: a pool of idle compile workers would keep spinning OpenMP
             # threads (see marl_grpo/__init__.py) and slow everything after it
             inductor_config.compile_threads = 1
+            o.numpy_sqrt = False
             self._physics_fn = torch.compile(self._physics, dynamic=False)
-            self._observe_fn = torch.compile(self._observe, dynamic=False)
+            self._observe_fn = torch.compile(self._observe_gathered, dynamic=False)
+            self._threads = torch.get_num_threads() * 64  # no limit: the fused kernels use them well
 
         self.state: dict[str, Any] = {}
         self.kicking = o.zeros((N, num_envs), o.float)
         self.reset(seed=0)
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _sum_agents(x: Any) -> Any:
-        """Sum over the leading (agent) axis in a fixed left-to-right order.
-
-        torch and numpy reduce in different orders and float addition is not associative; an
-        explicit order keeps both backends bit-identical. There are at most 22 agents.
-        """
-        total = x[0]
-        for j in range(1, x.shape[0]):
-            total = total + x[j]
-        return total
-
     def _pair_sum(self, delta: Any) -> Any:
-        """[N, B]: for each player, +delta [P, B] of the pairs where it is i and -delta where it is j.
+        """[K, N, B]: for each player, +delta [K, P, B] of the pairs where it is i and -delta where
+        it is j (K quantities at once).
 
         A gather and a fixed-order sum rather than a scatter-add: identical on both backends,
         and torch's index_add_ was pathologically slow with 2 threads here.
         """
         N = self.num_agents
-        terms = self.ops.rows(delta, self._pair_members).reshape(N, N - 1, -1) * self._pair_signs
-        return self._sum_agents(self.ops.permute(terms, 1, 0, 2))
+        terms = self.ops.rows(delta, self._pair_members, 1).reshape(delta.shape[0], N, N - 1, -1)
+        terms *= self._pair_signs  # in place (a fresh array): saves an allocation per op
+        if N == 2:
+            return terms[:, :, 0]
+        total = terms[:, :, 0] + terms[:, :, 1]
+        for k in range(2, N - 1):
+            total += terms[:, :, k]
+        return total
 
-    def _norm(self, dx: Any, dy: Any) -> Any:
-        return self.ops.sqrt(dx * dx + dy * dy)
+    @staticmethod
+    def _sum_axis1(x: Any) -> Any:
+        """Sum over axis 1 (the agents, e.g. [2, N, B] -> [2, B]) in a fixed left-to-right order.
+
+        torch and numpy reduce in different orders and float addition is not associative; an
+        explicit order keeps both backends bit-identical. There are at most 22 agents.
+        """
+        total = x[:, 0] + x[:, 1]  # a fresh array (N >= 2), then summed into in place
+        for j in range(2, x.shape[1]):
+            total += x[:, j]
+        return total
+
+    def _norm(self, d: Any) -> Any:
+        """Length of the vectors d [2, ...] (x then y): sqrt(dx * dx + dy * dy)."""
+        sq = d * d
+        return self.ops.sqrt(sq[0] + sq[1])
+
+    @staticmethod
+    def _np_accel(c: SoccerConfig, trig: Any) -> np.ndarray:
+        """Per action, the acceleration along one axis (cos: x, sin: y) in the agent's own frame."""
+        angles = (np.arange(NUM_ACTIONS) - 1) * np.pi / 4
+        moves = (np.arange(NUM_ACTIONS) >= 1) & (np.arange(NUM_ACTIONS) <= 8)
+        return (np.where(moves, np.round(trig(angles), 7), 0.0) * c.player_accel).astype(np.float32)
 
     def _uniforms(self, key: Any, counter: Any, count: int) -> Any:
         """`count` uniform floats in [0, 1) per match, [R, count], from the streams (key, counter) [R]."""
@@ -258,7 +290,8 @@ class SoccerEngine:
             raise ValueError(f"actions must have shape (num_envs, num_agents) = {(B, N)}, got {shape}")
         if str(actions.dtype).replace("torch.", "") not in ("int8", "int16", "int32", "int64", "uint8"):
             raise TypeError(f"actions must be integers in [0, {NUM_ACTIONS - 1}], got dtype {actions.dtype}")
-        low, high = int(actions.min()), int(actions.max())
+        aminmax = getattr(actions, "aminmax", None)  # torch: one pass and one sync for both
+        low, high = (int(v) for v in aminmax()) if aminmax is not None else (int(actions.min()), int(actions.max()))
         if low < 0 or high >= NUM_ACTIONS:
             bad = low if low < 0 else high
             raise ValueError(f"action {bad} is outside the action space: expected integers in [0, {NUM_ACTIONS - 1}]")
@@ -272,6 +305,10 @@ class SoccerEngine:
             rewards [B, N] float, components {name: [B, N]} (weighted, summing to rewards),
             terminated [B] bool, truncated [B] bool.
         """
+        with self.ops.limit_threads(self._threads):
+            return self._step(actions)
+
+    def _step(self, actions: Any) -> tuple[Any, dict[str, Any], Any, Any]:
         o, c, s = self.ops, self.config, self.state
         a = o.to_int(actions).T  # [N, B]; int64, as torch indexing needs
         moved, rewards, components, goals = self._physics_fn(
@@ -303,63 +340,72 @@ class SoccerEngine:
         o, c = self.ops, self.config
         L, W = self.half_length, self.half_width
         pr, br = c.player_radius, c.ball_radius
-        pos, sign, total = o.positive, self._sign, self._sum_agents
+        pos, sign, total = o.positive, self._sign, self._sum_axis1
         old_bx, old_by = bx, by
+        # x and y side by side: players [2, N, B], the ball [2, B]; every op below then does what
+        # the same op did on x and on y alone, element for element
+        p, v = o.stack([x, y], 0), o.stack([vx, vy], 0)
+        ball, bv = o.stack([bx, by], 0), o.stack([bvx, bvy], 0)
 
         # 1-2. kicks connect from the positions at the start of the step
-        dx, dy = bx - x, by - y
-        dist = self._norm(dx, dy)
+        d = ball[:, None] - p
+        dist = self._norm(d)
         kicking = o.take(self._is_kick, a) * pos((pr + br + c.kick_reach) - dist)
         kick = kicking * (c.kick_power * o.recip(o.maximum(dist, _EPS)))
-        bvx, bvy = bvx + total(kick * dx), bvy + total(kick * dy)
-        kick_bvx, kick_bvy = bvx, bvy
+        bv = bv + total(kick * d)
+        kick_bvx, kick_bvy = bv[0], bv[1]
 
         # 3. players accelerate (mirrored to the world frame), drag, top speed; everything moves
-        vx = (vx + o.take(self._accel_x, a) * sign) * (1.0 - c.player_drag)
-        vy = (vy + o.take(self._accel_y, a) * sign) * (1.0 - c.player_drag)
-        cap = o.minimum(c.player_max_speed * o.recip(o.maximum(self._norm(vx, vy), _EPS)), 1.0)
-        vx, vy = vx * cap, vy * cap
-        x, y = x + vx, y + vy
-        bx, by = bx + bvx, by + bvy
-        bvx, bvy = bvx * (1.0 - c.ball_friction), bvy * (1.0 - c.ball_friction)
+        v = (v + o.take(self._accel, a + self._accel_offset) * sign) * (1.0 - c.player_drag)
+        cap = o.minimum(c.player_max_speed * o.recip(o.maximum(self._norm(v), _EPS)), 1.0)
+        v = v * cap
+        p = p + v
+        ball = ball + bv
+        bv = bv * (1.0 - c.ball_friction)
 
         # 4a. player-player contacts, over the P = N(N-1)/2 pairs (i, j) as [P, B] arrays: push
         #     apart equally and exchange the approaching normal velocity (equal masses,
-        #     restitution e); i receives +delta and j -delta, summed in a fixed order
-        pi, pj, rows = self._pair_i, self._pair_j, o.rows
-        dx, dy = rows(x, pi) - rows(x, pj), rows(y, pi) - rows(y, pj)
-        pair_dist = self._norm(dx, dy)
+        #     restitution e); i receives +delta and j -delta, summed in a fixed order.
+        #     Positions and velocities go together as [4, N, B] = (x, y, vx, vy).
+        pv = o.cat([p, v], 0)
+        diff = o.rows(pv, self._pair_i, 1)  # [4, P, B]
+        diff -= o.rows(pv, self._pair_j, 1)
+        pair_dist = self._norm(diff[:2])
         overlap = o.maximum((2.0 * pr) - pair_dist, 0.0)
         inv = o.recip(o.maximum(pair_dist, _EPS))
-        nx, ny = dx * inv, dy * inv
-        rel_vn = (rows(vx, pi) - rows(vx, pj)) * nx + (rows(vy, pi) - rows(vy, pj)) * ny
+        n = diff[:2] * inv
+        rel = diff[2:] * n
+        rel_vn = rel[0] + rel[1]
         push = 0.5 * overlap
         bounce = ((-0.5 * (1.0 + c.restitution)) * o.minimum(rel_vn, 0.0)) * pos(overlap)
-        x, y = x + self._pair_sum(push * nx), y + self._pair_sum(push * ny)
-        vx, vy = vx + self._pair_sum(bounce * nx), vy + self._pair_sum(bounce * ny)
+        # (push nx, push ny, bounce nx, bounce ny) [4, P, B]
+        delta = (o.stack([push, bounce], 0)[:, None] * n[None]).reshape(4, n.shape[1], -1)
+        pv = pv + self._pair_sum(delta)
+        p, v = pv[:2], pv[2:]
 
         # 4b. player-ball contacts: the light ball is pushed out and takes an impulse
-        dx, dy = bx - x, by - y
-        dist = self._norm(dx, dy)
+        d = ball[:, None] - p
+        dist = self._norm(d)
         overlap = o.maximum((pr + br) - dist, 0.0)
         touch = pos(overlap)
         inv = o.recip(o.maximum(dist, _EPS))
-        nx, ny = dx * inv, dy * inv
-        rel_vn = (bvx - vx) * nx + (bvy - vy) * ny
+        n = d * inv
+        rel = (bv[:, None] - v) * n
+        rel_vn = rel[0] + rel[1]
         impulse = ((-(1.0 + c.restitution) / (1.0 / c.ball_mass + 1.0)) * o.minimum(rel_vn, 0.0)) * touch
-        bx, by = bx + total(overlap * nx), by + total(overlap * ny)
-        bvx = bvx + total(impulse * nx) * (1.0 / c.ball_mass)
-        bvy = bvy + total(impulse * ny) * (1.0 / c.ball_mass)
-        vx, vy = vx - impulse * nx, vy - impulse * ny
+        ball = ball + total(overlap * n)
+        push = impulse * n
+        bv = bv + total(push) * (1.0 / c.ball_mass)
+        v = v - push
         touched = o.maximum(touch, kicking)
 
         # 5. players stay on the pitch (losing their speed into the wall); the ball is capped
         #    and bounces off the walls, except through the goal mouths
-        xlim, ylim = L - pr, W - pr
-        vx, vy = vx * (1.0 - pos(o.abs(x) - xlim)), vy * (1.0 - pos(o.abs(y) - ylim))
-        x, y = o.clip(x, -xlim, xlim), o.clip(y, -ylim, ylim)
-        cap = o.minimum(c.ball_max_speed * o.recip(o.maximum(self._norm(bvx, bvy), _EPS)), 1.0)
-        bvx, bvy = bvx * cap, bvy * cap
+        v = v * (1.0 - pos(o.abs(p) - self._player_lim))
+        p = o.clip(p, self._neg_player_lim, self._player_lim)
+        cap = o.minimum(c.ball_max_speed * o.recip(o.maximum(self._norm(bv), _EPS)), 1.0)
+        bv = bv * cap
+        bx, by, bvx, bvy = ball[0], ball[1], bv[0], bv[1]
         xlim, ylim = L - br, W - br
         over = o.maximum(o.abs(by) - ylim, 0.0)
         bvy = bvy * (1.0 - (1.0 + c.wall_restitution) * pos(over))
@@ -368,21 +414,20 @@ class SoccerEngine:
         over = o.maximum(o.abs(bx) - xlim, 0.0) * (1.0 - in_mouth)
         bvx = bvx * (1.0 - (1.0 + c.wall_restitution) * pos(over))
         bx = bx - 2.0 * o.sign(bx) * over
+        x, y, vx, vy = p[0], p[1], v[0], v[1]
 
         # 6. goals, rewards, score, clock
         blue_scored = pos(bx - L) * in_mouth  # [B], 0 or 1
         red_scored = pos(-L - bx) * in_mouth
         # the lowest-index toucher becomes the last toucher: max over agents of touched * (N - i)
-        first = touched[0] * self._rank[0]
-        for j in range(1, self.num_agents):
-            first = o.maximum(first, touched[j] * self._rank[j])
+        first = o.amax(touched * self._rank, 0)
         last = o.where(first > 0.0, self.num_agents - o.to_int(first), last_touch)
         is_last = o.to_float(self._agent_row == last[None, :])
         components = {
             "goal": (blue_scored - red_scored) * sign,
             "ball_touch": touched,
             "ball_progress": is_last * ((bx - old_bx) * (1.0 / L)) * sign,
-            "shot_on_target": kicking * self._on_target(old_bx, old_by, kick_bvx, kick_bvy),
+            "shot_on_target": kicking * o.rows(self._on_target(old_bx, old_by, kick_bvx, kick_bvy), self._team),
             "dist_to_ball": dist * (-1.0 / L),
         }
         rewards = None
@@ -393,13 +438,14 @@ class SoccerEngine:
         return (x, y, vx, vy, bx, by, bvx, bvy, last, kicking), rewards, components, goals
 
     def _on_target(self, bx: Any, by: Any, bvx: Any, bvy: Any) -> Any:
-        """[N, B] 0/1: would the ball, rolling straight with friction, end inside the goal each agent attacks?
+        """[2, B] 0/1: would the ball, rolling straight with friction, end inside the goal blue (row 0)
+        and red (row 1) attack?
 
         Rolling with per-step friction f covers |v| / f in total (a geometric series), so the
         ball reaches the goal line if vx / f >= L - x, and it crosses it at
         y + vy * (L - x) / vx, which must lie within the mouth. Inputs are [B], world frame.
         """
-        c, o, sign, pos = self.config, self.ops, self._sign, self.ops.positive
+        c, o, sign, pos = self.config, self.ops, self._team_sign, self.ops.positive
         x, y, vx, vy = bx * sign, by * sign, bvx * sign, bvy * sign
         need = self.half_length - x
         return (pos(vx) * (1.0 - pos(need - vx * (1.0 / c.ball_friction)))
@@ -409,42 +455,92 @@ class SoccerEngine:
     def observe(self) -> Any:
         """Egocentric, mirrored observations [B, N, obs_dim]; blocks as in `config.observation_features`.
 
-        Built feature-major ([obs_dim, N, B], one contiguous row per feature) and transposed
-        once at the end.
+        Every observation entry is a fixed linear function of a few per-match quantities F
+        [Q, B] (normalised positions and velocities, the ball, who can kick, clock, score, 1)
+        with at most two nonzero weights, each +-1 (or one weight alone, like the ball velocity's
+        +-1 / kick_power). So the whole observation is one matrix product F.T @ A [B, N * D]: a
+        sum of two exactly signed terms is rounded once in any summation order, so this is bit
+        for bit what the per-entry formulas give, in one op instead of some sixty.
         """
-        s = self.state
-        return self._observe_fn(s["x"], s["y"], s["vx"], s["vy"], s["ball_x"], s["ball_y"],
-                                s["ball_vx"], s["ball_vy"], s["t"], s["score"])
+        s, o = self.state, self.ops
+        if self._compiled:
+            return self._observe_fn(s["x"], s["y"], s["vx"], s["vy"], s["ball_x"], s["ball_y"],
+                                    s["ball_vx"], s["ball_vy"], s["t"], s["score"])
+        with o.limit_threads(self._threads):
+            features = self._observe_fn(s["x"], s["y"], s["vx"], s["vy"], s["ball_x"], s["ball_y"],
+                                        s["ball_vx"], s["ball_vy"], s["t"], s["score"])
+        # the product on all threads: unlike the elementwise ops, BLAS gains from them here
+        obs = o.matmul(o.permute(features, 1, 0), self._obs_matrix, o.matmul_is_exact())
+        return obs.reshape(obs.shape[0], self.num_agents, -1)
 
     def _observe(self, x: Any, y: Any, vx: Any, vy: Any, bx: Any, by: Any, bvx: Any, bvy: Any,
                  t: Any, score: Any) -> Any:
-        o, c = self.ops, self.config
-        inv_l, inv_v = 1.0 / self.half_length, 1.0 / c.player_max_speed
-        sign = self._sign
-        x, y = x * inv_l, y * inv_l
-        vx, vy = vx * inv_v, vy * inv_v
-        self_x, self_y = x * sign, y * sign
-        ball_dx = (bx * inv_l - x) * sign
-        ball_dy = (by * inv_l - y) * sign
-        ball_scale = sign * (1.0 / c.kick_power)
-        reach = (c.player_radius + c.ball_radius + c.kick_reach) * inv_l
-        rows = [self_x, self_y, vx * sign, vy * sign, ball_dx, ball_dy,
-                bvx * ball_scale, bvy * ball_scale,
-                o.positive(reach - self._norm(ball_dx, ball_dy))]
-        # teammates then opponents: K entities of (rel x, rel y, vx, vy, present), each [N, K, B]
-        idx, mirror = self._other_idx, self._other_mirror
-        ex = (x[idx] - x[:, None]) * mirror
-        ey = (y[idx] - y[:, None]) * mirror
-        evx, evy = vx[idx] * mirror, vy[idx] * mirror
-        for k, present in enumerate(self._present):
-            rows += [ex[:, k], ey[:, k], evx[:, k], evy[:, k], present]
-        score = o.to_float(score) * 0.2
-        own = score[:, 0] * self._is_blue + score[:, 1] * (1.0 - self._is_blue)
-        opp = score[:, 1] * self._is_blue + score[:, 0] * (1.0 - self._is_blue)
+        """The rows F [Q, B] of `observe` (see `_observation_matrix`)."""
+        o, c, N = self.ops, self.config, self.num_agents
+        # rows of F: x, y, vx, vy of each player and the ball position, normalised ...
+        scaled = o.cat([x, y, vx, vy, bx[None], by[None]], 0) * self._obs_scale
+        # ... whether each player can reach the ball with a kick (the norm is mirror-free) ...
+        d = scaled[4 * N:][:, None] - scaled[: 2 * N].reshape(2, N, -1)
+        reach = (c.player_radius + c.ball_radius + c.kick_reach) * (1.0 / self.half_length)
+        in_reach = o.positive(reach - self._norm(d))
+        # ... and the ball velocity, the time left, the score (0.2 per goal) and a row of ones
         time_left = 1.0 - o.to_float(t) * (1.0 / c.max_cycles)
-        rows += [1.0 - self_x, -self_y, -1.0 - self_x, -self_y, self._ones * time_left, own, opp]
-        rows += self._ids
-        return o.contiguous(o.permute(o.stack(rows, 0), 2, 1, 0))
+        goals = o.permute(o.to_float(score) * 0.2, 1, 0)
+        return o.cat([scaled, bvx[None], bvy[None], in_reach, time_left[None], goals, self._ones], 0)
+
+    def _observe_gathered(self, *state: Any) -> Any:
+        """`observe` for torch.compile: each entry as w1 * F[row1] + w2 * F[row2] (the matrix's two
+        nonzero weights), which the compiler fuses into one loop writing the observation."""
+        ft = self.ops.permute(self._observe(*state), 1, 0)  # [B, Q]
+        (r1, r2), (w1, w2) = self._obs_rows, self._obs_weights
+        obs = ft[:, r1] * w1 + ft[:, r2] * w2
+        return obs.reshape(obs.shape[0], self.num_agents, -1)
+
+    def _observation_matrix(self, team_sign: np.ndarray, other: np.ndarray, present: np.ndarray,
+                            ids: np.ndarray) -> np.ndarray:
+        """A [Q, N * D] with obs[b] = F[:, b] @ A (see `observe`), float32.
+
+        The rows of F: x, y, vx, vy of the N players, ball x and y (all normalised), ball vx, vy
+        (raw), the N in-reach flags, time left, blue's and red's score, 1.
+        """
+        c, N, M = self.config, self.num_agents, self.config.max_team
+        D = c.obs_dim
+        X, Y, VX, VY = 0, N, 2 * N, 3 * N
+        BX, BY, BVX, BVY, REACH = 4 * N, 4 * N + 1, 4 * N + 2, 4 * N + 3, 4 * N + 4
+        TIME, GOALS, ONE = 5 * N + 4, 5 * N + 5, 5 * N + 7
+        A = np.zeros((5 * N + 8, N, D), dtype=np.float32)
+        ball_scale = np.float32(1.0 / c.kick_power)  # as float32(1 / kick_power) times the sign
+        for i in range(N):
+            s = team_sign[i]
+            col = A[:, i]  # [Q, D], a view
+            col[X + i, 0] = col[Y + i, 1] = col[VX + i, 2] = col[VY + i, 3] = s  # own pos, vel
+            col[BX, 4], col[X + i, 4] = s, -s  # ball relative position: (ball - self) * sign
+            col[BY, 5], col[Y + i, 5] = s, -s
+            col[BVX, 6] = col[BVY, 7] = s * ball_scale
+            col[REACH + i, 8] = 1.0
+            k0 = 9
+            for k in range(2 * M - 1):  # teammates, opponents: (other - self) * mirror, vel * mirror, present
+                j, m = other[i, k], present[i, k] * s
+                col[X + j, k0] += m
+                col[X + i, k0] -= m
+                col[Y + j, k0 + 1] += m
+                col[Y + i, k0 + 1] -= m
+                col[VX + j, k0 + 2] += m
+                col[VY + j, k0 + 3] += m
+                col[ONE, k0 + 4] = present[i, k]
+                k0 += 5
+            col[ONE, k0], col[X + i, k0] = 1.0, -s  # opponent goal: 1 - self_x, -self_y
+            col[Y + i, k0 + 1] = -s
+            col[ONE, k0 + 2], col[X + i, k0 + 2] = -1.0, -s  # own goal: -1 - self_x, -self_y
+            col[Y + i, k0 + 3] = -s
+            col[TIME, k0 + 4] = 1.0
+            own = 0 if i < c.n_blue else 1
+            col[GOALS + own, k0 + 5] = col[GOALS + 1 - own, k0 + 6] = 1.0  # own goals, opponent goals
+            col[ONE, k0 + 7 : k0 + 7 + M + 2] = ids[i]
+            assert k0 + 7 + M + 2 == D
+        # at most two nonzero weights per entry, as `observe` relies on
+        assert int((A != 0).sum(0).max()) <= 2
+        return A.reshape(5 * N + 8, N * D)
 
     def global_state(self) -> Any:
         """World-frame global state [B, state_dim] for a centralized critic: every player's

@@ -40,6 +40,7 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
         self.state_space = spaces.Box(*self.config.state_bounds(), (self.config.state_dim,), np.float32)
         self._seeded = False
         self._renderer = None
+        self._reward_keys = [f"reward_{name}" for name in REWARD_COMPONENTS]
 
     # Spaces are built once, so the same object comes back on every call (PettingZoo's api_test checks).
     def observation_space(self, agent: str) -> spaces.Box:
@@ -72,17 +73,20 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
     def _infos(self, components: dict[str, list[float]], score: list[int]) -> dict[str, dict[str, float | int]]:
         """Flat numeric infos, the same keys at reset and step (`INFO_KEYS`): TorchRL builds its info
         spec from reset's infos and cannot hold a nested dict."""
-        n_blue = self.config.n_blue
-        return {
-            a: {**{f"reward_{name}": values[i] for name, values in components.items()},
-                "score_for": score[0] if i < n_blue else score[1],
-                "score_against": score[1] if i < n_blue else score[0]}
-            for i, a in enumerate(self.agents)
-        }
+        n_blue, keys = self.config.n_blue, self._reward_keys
+        columns = [components[name] for name in REWARD_COMPONENTS]
+        infos = {}
+        for i, a in enumerate(self.agents):
+            info = dict(zip(keys, [column[i] for column in columns]))
+            if i < n_blue:
+                info["score_for"], info["score_against"] = score[0], score[1]
+            else:
+                info["score_for"], info["score_against"] = score[1], score[0]
+            infos[a] = info
+        return infos
 
-    def step(self, actions: dict[str, Any]):
-        if not self.agents:
-            raise RuntimeError("the match is over (or was never started): call reset() before step()")
+    def _check_actions(self, actions: dict[str, Any]) -> list[int]:
+        """The actions of `self.agents` as ints, or a clear error."""
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise KeyError(f"no action given for agent(s) {missing}")
@@ -102,17 +106,30 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
                     f"expected an int in [0, {NUM_ACTIONS - 1}] ({', '.join(ACTION_NAMES)})"
                 )
             values.append(int(action))
+        return values
+
+    def step(self, actions: dict[str, Any]):
+        agents = self.agents
+        if not agents:
+            raise RuntimeError("the match is over (or was never started): call reset() before step()")
+        # fast path: exactly the agents' keys, each a plain int in range (else the full checks)
+        try:
+            values = [actions[a] for a in agents]
+        except (KeyError, TypeError):
+            values = None
+        if (values is None or len(actions) != len(agents)
+                or not all(type(v) is int and 0 <= v < NUM_ACTIONS for v in values)):
+            values = self._check_actions(actions)
         rewards, components, terminated, truncated = self.engine.step(np.array([values], dtype=np.int64))
         obs = self.engine.observe()[0]
         reward_list = rewards[0].tolist()
         component_lists = {name: value[0].tolist() for name, value in components.items()}
         term, trunc = bool(terminated[0]), bool(truncated[0])
         score = self.engine.state["score"][0].tolist()
-        agents = self.agents
-        observations = {a: obs[i] for i, a in enumerate(agents)}
-        rewards_d = {a: reward_list[i] for i, a in enumerate(agents)}
-        terminations = {a: term for a in agents}
-        truncations = {a: trunc for a in agents}
+        observations = dict(zip(agents, obs))
+        rewards_d = dict(zip(agents, reward_list))
+        terminations = dict.fromkeys(agents, term)
+        truncations = dict.fromkeys(agents, trunc)
         infos = self._infos(component_lists, score)
         if term or trunc:
             self.agents = []

@@ -517,3 +517,66 @@ def test_5v5_parity_short():
         obs, rew, term, trunc, infos = vec.step(actions)
         assert np.array_equal(np.array([pz_rew[a] for a in agents], dtype=np.float32), rew[0].numpy())
     assert bool(trunc.all())
+
+
+# ----------------------------------------------------------------------------- observation
+def reference_observation(engine) -> np.ndarray:
+    """The observation entry by entry (blocks of `config.observation_features`), in float32 numpy,
+    from the engine's state: what the one matrix product of `SoccerEngine.observe` must equal."""
+    c, s = engine.config, {k: np.asarray(v.cpu() if hasattr(v, "cpu") else v) for k, v in engine.state.items()}
+    N, M, f = c.num_agents, c.max_team, np.float32
+    inv_l, inv_v = 1.0 / engine.half_length, 1.0 / c.player_max_speed
+    sign = np.array([1.0] * c.n_blue + [-1.0] * c.n_red, dtype=f)[:, None]
+    x, y, vx, vy = s["x"] * inv_l, s["y"] * inv_l, s["vx"] * inv_v, s["vy"] * inv_v
+    ball_dx, ball_dy = (s["ball_x"] * inv_l - x) * sign, (s["ball_y"] * inv_l - y) * sign
+    reach = (c.player_radius + c.ball_radius + c.kick_reach) * inv_l
+    cols = [x * sign, y * sign, vx * sign, vy * sign, ball_dx, ball_dy,
+            s["ball_vx"] * (sign * (1.0 / c.kick_power)), s["ball_vy"] * (sign * (1.0 / c.kick_power)),
+            (reach - np.sqrt(ball_dx * ball_dx + ball_dy * ball_dy) > 0).astype(f)]
+    blue, red = list(range(c.n_blue)), list(range(c.n_blue, N))
+    ents = []
+    for i in range(N):
+        mates, opps = (blue, red) if i < c.n_blue else (red, blue)
+        mates = [j for j in mates if j != i]
+        ents.append(mates + [None] * (M - 1 - len(mates)) + opps + [None] * (M - len(opps)))
+    for k in range(2 * M - 1):
+        for part in range(5):
+            col = np.zeros_like(x)
+            for i in range(N):
+                j = ents[i][k]
+                if j is None:
+                    continue
+                col[i] = [(x[j] - x[i]) * sign[i], (y[j] - y[i]) * sign[i], vx[j] * sign[i], vy[j] * sign[i],
+                          np.ones_like(x[i])][part]
+            cols.append(col)
+    score = s["score"].astype(f) * f(0.2)
+    own = np.where(sign > 0, score[:, 0], score[:, 1])
+    opp = np.where(sign > 0, score[:, 1], score[:, 0])
+    time_left = 1.0 - s["t"].astype(f) * (1.0 / c.max_cycles)
+    cols += [1.0 - x * sign, -(y * sign), -1.0 - x * sign, -(y * sign), np.broadcast_to(time_left, x.shape), own, opp]
+    for k in range(M):
+        cols.append(np.array([[1.0 if (i if i < c.n_blue else i - c.n_blue) == k else 0.0] for i in range(N)], f)
+                    * np.ones_like(x))
+    cols += [np.broadcast_to(sign > 0, x.shape).astype(f), np.broadcast_to(sign < 0, x.shape).astype(f)]
+    return np.stack([np.broadcast_to(col, x.shape).astype(f) for col in cols], -1).transpose(1, 0, 2)
+
+
+@pytest.mark.parametrize("kwargs", [dict(team_size=1), dict(team_size=3), dict(blue_size=2, red_size=3)])
+def test_observation_matches_entry_by_entry_reference(kwargs):
+    """`observe` (one matrix product) gives the entry-by-entry formulas bit for bit, also with
+    torch's reduced-precision float32 matmuls switched on (it then multiplies in float64)."""
+    env = make_vec(6, "cpu", max_cycles=50, goals_to_win=1, **kwargs)
+    obs = env.reset(seed=4)
+    rng = np.random.default_rng(0)
+    lay = env.config.obs_layout()
+    precision = torch.get_float32_matmul_precision()
+    try:
+        for t in range(60):
+            assert obs.shape[-1] == lay["dim"]
+            assert np.array_equal(obs.numpy(), reference_observation(env.engine)), f"step {t}"
+            torch.set_float32_matmul_precision("medium" if t % 2 else "highest")
+            assert torch.equal(env.engine.observe(), obs), f"step {t}: reduced matmul precision changed the obs"
+            torch.set_float32_matmul_precision(precision)
+            obs, *_ = env.step(mixed_batch_actions(obs, lay, rng))
+    finally:
+        torch.set_float32_matmul_precision(precision)

@@ -5,7 +5,9 @@ training iteration.
     marl-grpo bench train --algo ppo
 
 Figures are medians of `repeats` timed runs after a warm-up. The machines this runs on are
-shared and noisy: compare the ratios printed here (measured side by side), not absolute times.
+shared and noisy: compare the ratios printed here, not absolute times. Against a peer the runs are
+INTERLEAVED (ours, peer, ours, peer, ...), so that both sides see the same load, and the figure is
+the median of the per-pair ratios, with its spread (the lowest and highest pair ratio).
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ class EnvBenchConfig:
     """timed vector-env steps per run"""
     pz_steps: int = 5000
     """timed PettingZoo env steps per run"""
-    repeats: int = 3
-    """timed runs per figure; the median is reported"""
+    repeats: int = 5
+    """timed runs per figure (pairs of runs, ours then the peer's, against a peer); the median is reported"""
     peers: bool = True
     """also measure VMAS football and MPE2 simple_spread when they are installed"""
     compile: bool = True
@@ -60,14 +62,47 @@ def _median_rate(run: Callable[[], float], repeats: int) -> float:
     return statistics.median(run() for _ in range(repeats))
 
 
+def interleaved_ratio(ours: Callable[[], float], peer: Callable[[], float], repeats: int) -> dict[str, float]:
+    """Time `ours` and `peer` alternately: one warm-up run of each, then `repeats` pairs (ours, peer).
+
+    Each call returns a rate (higher is faster). Returns the medians of each side (`ours`, `peer`)
+    and the median, lowest and highest of the per-pair ratios ours / peer (`ratio_median`,
+    `ratio_min`, `ratio_max`): a pair sees the same machine load on both sides, so the ratio
+    varies much less between runs than either rate.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats!r} is invalid: expected an int >= 1")
+    ours()  # warm-ups
+    peer()
+    pairs = []
+    for _ in range(repeats):
+        mine = ours()
+        theirs = peer()
+        pairs.append((mine, theirs))
+    ratios = [mine / theirs for mine, theirs in pairs]
+    return {
+        "ours": statistics.median(mine for mine, _ in pairs),
+        "peer": statistics.median(theirs for _, theirs in pairs),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
+def _ratio_text(stats: dict[str, float]) -> str:
+    return (f"ratio {stats['ratio_median']:.2f}x median of pairs "
+            f"(spread {stats['ratio_min']:.2f}x - {stats['ratio_max']:.2f}x)")
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def vec_env_rate(team_size: int, num_envs: int, steps: int, repeats: int, device: str = "cpu",
-                 compile: bool = False) -> float:
-    """Agent-steps per second of `SoccerVecEnv` under uniformly random actions (auto-reset included)."""
+def vec_env_runner(team_size: int, num_envs: int, steps: int, device: str = "cpu",
+                   compile: bool = False) -> Callable[[], float]:
+    """A timed run of `steps` steps of `SoccerVecEnv` under uniformly random actions (auto-reset
+    included), returning agent-steps per second; compilation (if any) is done before it returns."""
     env = SoccerVecEnv(num_envs=num_envs, device=device, team_size=team_size, compile=compile)
     env.reset(seed=0)
     gen = torch.Generator(device=env.device).manual_seed(0)
@@ -83,11 +118,18 @@ def vec_env_rate(team_size: int, num_envs: int, steps: int, repeats: int, device
 
     for i in range(3):  # compilation (if any) happens here, outside the timed runs
         env.step(actions[i])
-    return _median_rate(run, repeats)
+    return run
 
 
-def pettingzoo_rate(make_env: Callable[[], object], steps: int, repeats: int) -> float:
-    """Env-steps per second of a PettingZoo ParallelEnv under random actions, resets included."""
+def vec_env_rate(team_size: int, num_envs: int, steps: int, repeats: int, device: str = "cpu",
+                 compile: bool = False) -> float:
+    """Agent-steps per second of `SoccerVecEnv` under uniformly random actions (auto-reset included)."""
+    return _median_rate(vec_env_runner(team_size, num_envs, steps, device, compile), repeats)
+
+
+def pettingzoo_runner(make_env: Callable[[], object], steps: int) -> Callable[[], float]:
+    """A timed run of `steps` steps of a PettingZoo ParallelEnv under random actions, resets
+    included, returning env-steps per second."""
     env = make_env()
     rng = np.random.default_rng(0)
 
@@ -101,11 +143,17 @@ def pettingzoo_rate(make_env: Callable[[], object], steps: int, repeats: int) ->
                 env.reset()
         return steps / (time.perf_counter() - start)
 
-    return _median_rate(run, repeats)
+    return run
 
 
-def vmas_football_rate(num_envs: int, steps: int, repeats: int, device: str = "cpu") -> float:
-    """Agent-steps/s of VMAS `football`, 3v3 with all six players policy-driven, random actions."""
+def pettingzoo_rate(make_env: Callable[[], object], steps: int, repeats: int) -> float:
+    """Env-steps per second of a PettingZoo ParallelEnv under random actions, resets included."""
+    return _median_rate(pettingzoo_runner(make_env, steps), repeats)
+
+
+def vmas_football_runner(num_envs: int, steps: int, device: str = "cpu") -> Callable[[], float]:
+    """A timed run of VMAS `football`, 3v3 with all six players policy-driven, random actions,
+    returning agent-steps per second."""
     import vmas
 
     env = vmas.make_env("football", num_envs=num_envs, device=device, continuous_actions=True,
@@ -122,7 +170,22 @@ def vmas_football_rate(num_envs: int, steps: int, repeats: int, device: str = "c
         _sync(torch.device(device))
         return steps * num_envs * len(env.agents) / (time.perf_counter() - start)
 
-    return _median_rate(run, repeats)
+    return run
+
+
+def vmas_football_rate(num_envs: int, steps: int, repeats: int, device: str = "cpu") -> float:
+    """Agent-steps/s of VMAS `football`, 3v3 with all six players policy-driven, random actions."""
+    return _median_rate(vmas_football_runner(num_envs, steps, device), repeats)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _mpe2_simple_spread() -> object:
+    from mpe2 import simple_spread_v3
+
+    return simple_spread_v3.parallel_env()
 
 
 def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
@@ -131,29 +194,36 @@ def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
     results: dict[str, float] = {}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {cfg.device}")
 
-    rate = vec_env_rate(3, cfg.num_envs, cfg.steps, cfg.repeats, cfg.device)
-    results["vec_3v3"] = rate
-    print(f"SoccerVecEnv 3v3, {cfg.num_envs} envs, random actions: {rate / 1e6:.2f}M agent-steps/s")
-    if cfg.peers and importlib.util.find_spec("vmas") is not None:
-        peer = vmas_football_rate(cfg.num_envs, max(cfg.steps // 4, 10), cfg.repeats, cfg.device)
-        results["vmas_football_3v3"] = peer
-        print(f"VMAS football 3v3 (all policy-driven), {cfg.num_envs} envs: {peer / 1e6:.2f}M agent-steps/s"
-              f"  -> ratio {rate / peer:.1f}x")
-    elif cfg.peers:
-        print("VMAS not installed (pip install vmas) - peer figure skipped")
+    ours = vec_env_runner(3, cfg.num_envs, cfg.steps, cfg.device)
+    if cfg.peers and _installed("vmas"):
+        peer = vmas_football_runner(cfg.num_envs, max(cfg.steps // 4, 10), cfg.device)
+        stats = interleaved_ratio(ours, peer, cfg.repeats)
+        results.update(vec_3v3=stats["ours"], vmas_football_3v3=stats["peer"],
+                       **{f"vmas_{key}": value for key, value in stats.items() if key.startswith("ratio")})
+        print(f"SoccerVecEnv 3v3 vs VMAS football 3v3 (all policy-driven), {cfg.num_envs} envs, random actions, "
+              f"{cfg.repeats} interleaved pairs: {stats['ours'] / 1e6:.2f}M vs {stats['peer'] / 1e6:.2f}M "
+              f"agent-steps/s (medians)  -> {_ratio_text(stats)}")
+    else:
+        results["vec_3v3"] = rate = _median_rate(ours, cfg.repeats)
+        print(f"SoccerVecEnv 3v3, {cfg.num_envs} envs, random actions: {rate / 1e6:.2f}M agent-steps/s")
+        if cfg.peers:
+            print("VMAS not installed (pip install vmas) - peer figure skipped")
+    del ours
 
     if cfg.pettingzoo:
-        rate = pettingzoo_rate(lambda: soccer_v0.parallel_env(team_size=2), cfg.pz_steps, cfg.repeats)
-        results["pz_2v2"] = rate
-        print(f"soccer_v0.parallel_env 2v2, one env: {rate / 1e3:.1f}k env-steps/s")
-        if cfg.peers and importlib.util.find_spec("mpe2") is not None:
-            from mpe2 import simple_spread_v3
-
-            peer = pettingzoo_rate(lambda: simple_spread_v3.parallel_env(), cfg.pz_steps, cfg.repeats)
-            results["mpe2_simple_spread"] = peer
-            print(f"MPE2 simple_spread_v3, one env: {peer / 1e3:.1f}k env-steps/s  -> ratio {rate / peer:.1f}x")
-        elif cfg.peers:
-            print("MPE2 not installed (pip install mpe2) - peer figure skipped")
+        ours = pettingzoo_runner(lambda: soccer_v0.parallel_env(team_size=2), cfg.pz_steps)
+        if cfg.peers and _installed("mpe2"):
+            stats = interleaved_ratio(ours, pettingzoo_runner(_mpe2_simple_spread, cfg.pz_steps), cfg.repeats)
+            results.update(pz_2v2=stats["ours"], mpe2_simple_spread=stats["peer"],
+                           **{f"mpe2_{key}": value for key, value in stats.items() if key.startswith("ratio")})
+            print(f"soccer_v0.parallel_env 2v2 vs MPE2 simple_spread_v3, one env, {cfg.repeats} interleaved pairs: "
+                  f"{stats['ours'] / 1e3:.1f}k vs {stats['peer'] / 1e3:.1f}k env-steps/s (medians)  "
+                  f"-> {_ratio_text(stats)}")
+        else:
+            results["pz_2v2"] = rate = _median_rate(ours, cfg.repeats)
+            print(f"soccer_v0.parallel_env 2v2, one env: {rate / 1e3:.1f}k env-steps/s")
+            if cfg.peers:
+                print("MPE2 not installed (pip install mpe2) - peer figure skipped")
 
     for team_size in (1, 5, 11) if cfg.sweep else ():
         rate = vec_env_rate(team_size, cfg.sweep_envs, cfg.steps, cfg.repeats, cfg.device)
