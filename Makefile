@@ -31,6 +31,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
+	# mpe2 requires pygame-ce, which would overwrite pygame's files: take it without its dependencies
+	$(BIN)/pip install --quiet -c constraints.txt --no-deps "mpe2>=1.0"
 	$(BIN)/marl-grpo bench env
 
 clean:
