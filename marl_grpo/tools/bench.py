@@ -223,7 +223,7 @@ def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
             results["pz_2v2"] = rate = _median_rate(ours, cfg.repeats)
             print(f"soccer_v0.parallel_env 2v2, one env: {rate / 1e3:.1f}k env-steps/s")
             if cfg.peers:
-                print("MPE2 not installed (pip install mpe2) - peer figure skipped")
+                print("MPE2 not installed (make bench, or pip install --no-deps mpe2 scipy) - peer figure skipped")
 
     for team_size in (1, 5, 11) if cfg.sweep else ():
         rate = vec_env_rate(team_size, cfg.sweep_envs, cfg.steps, cfg.repeats, cfg.device)
