@@ -31,19 +31,25 @@ from collections.abc import Mapping
 # earlier measurement here had 2-thread torch ops up to 1000x slower (a 4096-element sqrt: 8 ms
 # with 2 threads, 3 us with 1), hence OMP_WAIT_POLICY=ACTIVE, the old setting here (spin for good).
 # But when another CPU-bound process shares the cores, spinning workers fight it for them: `marl-grpo
-# train --preset quick` went from 1.2 s to 5-9 s per iteration with ACTIVE. A bounded spin is near
-# the best in both cases. scripts/bench_threads.py measures it; seconds per iteration of the quick
-# preset with 2 threads on a shared 2-core VM, idle / beside 1 / beside 3 CPU-bound processes:
+# train --preset quick` went from 1.2 s to 5-9 s per iteration with ACTIVE. scripts/bench_threads.py
+# measures it; seconds per iteration of the quick preset with 2 threads on a shared 2-core VM, idle /
+# beside 1 / beside 3 CPU-bound processes:
 #     ACTIVE               0.68-0.83 / 2.1-2.5 / 6.5
 #     libgomp's default    0.68-0.74 / 2.6     / 6.2    (300k spins, ~10 ms here)
-#     GOMP_SPINCOUNT=3000  0.70-0.83 / 1.3-1.5 / 2.2    (auto)
+#     GOMP_SPINCOUNT=3000  0.70-0.83 / 1.3-1.5 / 2.2
 #     PASSIVE              0.86-1.22 / 1.0-1.2 / 2.2
-# With 1 thread there is no worker and the policy does not matter (0.9-1.1 s, idle or not).
+# With 1 thread there is no worker and the policy does not matter (0.9-1.1 s, idle or not). On an
+# idle machine the bounded spin can still cost 20-25%: `marl-grpo bench train` gave 146-173k
+# agent-steps/s against 198-207k with ACTIVE, and 15 minutes of `--preset 2v2` played 30M steps
+# instead of 39M (79.5% wins against the team bot instead of 87%).
 #
 # MARL_GRPO_OMP_WAIT, read at `import marl_grpo`, chooses:
-#   auto     (the default) GOMP_SPINCOUNT=3000: workers spin ~3000 pause instructions (~0.1 ms
-#            here) after an op, then sleep. The same on every machine and at any load: the load
-#            average lags, and the contention that matters may start after the run does.
+#   auto     (the default) ACTIVE when the machine is idle as torch loads (this process may use 2 or
+#            more CPUs and the 1-minute load average is below CPUs - 1.5, i.e. 0.5 on 2 CPUs), else
+#            GOMP_SPINCOUNT=3000: workers spin ~3000 pause instructions (~0.1 ms here) after an op,
+#            then sleep (1.3x the best policy beside a busy process, ACTIVE 2.2x). Contention that is
+#            there at the start is caught; contention that starts later, with ACTIVE chosen, costs
+#            up to ~2.2x until it ends (set `passive` on a machine you share).
 #   active   OMP_WAIT_POLICY=ACTIVE: workers spin for good (a machine of your own, all cores idle)
 #   passive  OMP_WAIT_POLICY=PASSIVE: workers sleep at once (cores shared with other work)
 #   default  set nothing: libgomp's default
@@ -59,9 +65,16 @@ _OMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 _AUTO_SPINCOUNT = "3000"
 
 
-def omp_wait_env(option: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+IDLE_CORES = 1.5
+"""`auto` spins for good only while the 1-minute load average leaves this many CPUs idle (and the
+process may use 2 or more): below 0.5 on 2 CPUs"""
+
+
+def omp_wait_env(option: str | None, environ: Mapping[str, str] | None = None,
+                 cpus: int | None = None, load: float | None = None) -> dict[str, str]:
     """The OpenMP variables to set while torch loads, for MARL_GRPO_OMP_WAIT=`option` (None or
-    empty: auto), given the environment `environ` (default: os.environ)."""
+    empty: auto), given the environment `environ` (default: os.environ), the CPUs this process may
+    use (`cpus`, default: its affinity) and the 1-minute load average (`load`, default: the OS's)."""
     value = "auto" if option is None or not option.strip() else option.strip().lower()
     if value not in OMP_WAIT_OPTIONS:
         raise ValueError(f"MARL_GRPO_OMP_WAIT={option!r} is not a valid value: choose one of "
@@ -70,6 +83,12 @@ def omp_wait_env(option: str | None, environ: Mapping[str, str] | None = None) -
     if value == "default" or any(environ.get(name) for name in _OMP_VARIABLES):
         return {}  # libgomp's default, or the user's own setting
     if value == "auto":
+        if cpus is None:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if load is None:
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        if cpus >= 2 and load < cpus - IDLE_CORES:
+            return {"OMP_WAIT_POLICY": "ACTIVE"}
         return {"GOMP_SPINCOUNT": _AUTO_SPINCOUNT}
     return {"OMP_WAIT_POLICY": value.upper()}
 

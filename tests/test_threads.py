@@ -52,16 +52,23 @@ def run_child(code: str, **env: str) -> tuple[dict[str, str], dict[str, str]]:
 
 
 # ------------------------------------------------------------------------------ the choice itself
-@pytest.mark.parametrize("cpus, load", [(1, 0.0), (2, 0.0), (2, 1.0), (2, 7.5), (64, 0.3), (64, 80.0)])
-def test_auto_is_a_bounded_spin_whatever_the_machine(monkeypatch, cpus, load):
-    # by design auto reads neither the CPU count nor the (lagging) load average: a bounded spin was
-    # within 1.2x of the best policy idle and 1.4x under contention (scripts/bench_threads.py)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load), raising=False)
+@pytest.mark.parametrize("cpus, load, expected", [
+    (2, 0.0, {"OMP_WAIT_POLICY": "ACTIVE"}),      # idle: spin for good, as before (the 15-minute figures)
+    (64, 0.3, {"OMP_WAIT_POLICY": "ACTIVE"}),
+    (1, 0.0, {"GOMP_SPINCOUNT": "3000"}),         # one CPU: a spinning worker could only steal it
+    (2, 0.5, {"GOMP_SPINCOUNT": "3000"}),         # busy: a bounded spin (1.3x the best, ACTIVE 2.2x)
+    (2, 7.5, {"GOMP_SPINCOUNT": "3000"}),
+    (64, 80.0, {"GOMP_SPINCOUNT": "3000"}),
+    (64, 63.0, {"GOMP_SPINCOUNT": "3000"}),      # fewer than 1.5 CPUs left idle
+    (64, 40.0, {"OMP_WAIT_POLICY": "ACTIVE"}),
+])
+def test_auto_spins_for_good_only_on_an_idle_machine(monkeypatch, cpus, load, expected):
     for option in ("auto", "AUTO", None, "", "  "):
-        assert omp_wait_env(option, environ={}) == {"GOMP_SPINCOUNT": "3000"}
-    assert omp_wait_env("auto", environ={"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": ""}) == {"GOMP_SPINCOUNT": "3000"}
+        assert omp_wait_env(option, environ={}, cpus=cpus, load=load) == expected
+    # read from the OS when not given
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load), raising=False)
+    assert omp_wait_env("auto", environ={"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": ""}) == expected
 
 
 @pytest.mark.parametrize("option, expected", [
@@ -101,13 +108,18 @@ def test_a_bad_value_fails_the_import():
 
 # ------------------------------------------------------------------- applied while torch loads only
 @pytest.mark.parametrize("option, policy, spincount", [
-    (None, "PASSIVE", "3000"),  # auto (unset): a bounded spin; libgomp prints PASSIVE for "not ACTIVE"
+    (None, None, None),  # auto (unset): what it chose depends on the load now, see below
     ("active", "ACTIVE", "30000000000"),
     ("passive", "PASSIVE", "0"),
     ("default", "PASSIVE", "300000"),  # libgomp's default: prints PASSIVE, spins 300k times first
 ])
 def test_the_policy_takes_effect_and_is_not_inherited(option, policy, spincount):
     out, read = run_child(CHILD, **({} if option is None else {"MARL_GRPO_OMP_WAIT": option}))
+    if option is None:  # auto: ACTIVE when the machine was idle, else the bounded spin
+        # (libgomp prints PASSIVE for "not ACTIVE")
+        policy, spincount = (("ACTIVE", "30000000000") if out["chosen"] == "{'OMP_WAIT_POLICY': 'ACTIVE'}"
+                             else ("PASSIVE", "3000"))
+        assert out["chosen"] in ("{'OMP_WAIT_POLICY': 'ACTIVE'}", "{'GOMP_SPINCOUNT': '3000'}")
     assert read == {"OMP_WAIT_POLICY": policy, "GOMP_SPINCOUNT": spincount}
     assert out["torch_before"] == "False"  # import marl_grpo stays cheap
     assert out["after"] == "None None"  # gone from this process's environment once torch is loaded
