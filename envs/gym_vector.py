@@ -218,11 +218,7 @@ class SoccerGymVectorEnv(VectorEnv):
             if seed is not None:
                 raise ValueError("a seed cannot be combined with options['reset_mask']: a partial reset restarts "
                                  "the masked matches on their current random streams")
-            done = torch.as_tensor(per_match[:, 0].copy(), device=self.env.device)
-            # what SoccerVecEnv.step does to a match that ended
-            self.env.engine.reset_where(done)
-            self.env._episode_return = torch.where(done[:, None], 0.0, self.env._episode_return)
-            obs = self.env.engine.observe()
+            obs = self.env.reset_where(torch.as_tensor(per_match[:, 0].copy(), device=self.env.device))
             return _to_numpy(obs).reshape(self.num_envs, -1), self._zero_infos(mask)
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)

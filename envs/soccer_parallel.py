@@ -10,7 +10,7 @@ from gymnasium import spaces
 from gymnasium.utils import EzPickle
 from pettingzoo import ParallelEnv
 
-from .config import ACTION_NAMES, NUM_ACTIONS, REWARD_COMPONENTS, SoccerConfig
+from .config import ACTION_NAMES, INFO_KEYS, NUM_ACTIONS, REWARD_COMPONENTS, SoccerConfig
 from .soccer import MASK32, SoccerEngine
 
 
@@ -40,7 +40,6 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
         self.state_space = spaces.Box(*self.config.state_bounds(), (self.config.state_dim,), np.float32)
         self._seeded = False
         self._renderer = None
-        self._reward_keys = [f"reward_{name}" for name in REWARD_COMPONENTS]
 
     # Spaces are built once, so the same object comes back on every call (PettingZoo's api_test checks).
     def observation_space(self, agent: str) -> spaces.Box:
@@ -73,7 +72,7 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
     def _infos(self, components: dict[str, list[float]], score: list[int]) -> dict[str, dict[str, float | int]]:
         """Flat numeric infos, the same keys at reset and step (`INFO_KEYS`): TorchRL builds its info
         spec from reset's infos and cannot hold a nested dict."""
-        n_blue, keys = self.config.n_blue, self._reward_keys
+        n_blue, keys = self.config.n_blue, INFO_KEYS[:len(REWARD_COMPONENTS)]
         columns = [components[name] for name in REWARD_COMPONENTS]
         infos = {}
         for i, a in enumerate(self.agents):

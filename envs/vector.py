@@ -97,13 +97,18 @@ class SoccerVecEnv:
         })
         done = terminated | truncated
         if bool(done.any()):
-            self.engine.reset_where(done)
-            self._episode_return = torch.where(done[:, None], 0.0, self._episode_return)
-            obs = self.engine.observe()
+            obs = self.reset_where(done)
             infos["score"] = self.engine.state["score"]
         if self.render_mode == "human":
             self.render()
         return obs, rewards, terminated, truncated, infos
+
+    def reset_where(self, mask: torch.Tensor) -> torch.Tensor:
+        """Start new matches where `mask` [B] is set (on their current random streams, as the auto-reset
+        does) and zero their running episode return; returns the obs [B, N, D] of the whole batch."""
+        self.engine.reset_where(mask)
+        self._episode_return = torch.where(mask[:, None], 0.0, self._episode_return)
+        return self.engine.observe()
 
     def state(self) -> torch.Tensor:
         return self.engine.global_state()
