@@ -89,6 +89,32 @@ def interleaved_ratio(ours: Callable[[], float], peer: Callable[[], float], repe
     }
 
 
+MEGA = (1e6, "M agent-steps/s")
+KILO = (1e3, "k env-steps/s")
+
+
+def _measure(results: dict[str, float], repeats: int, key: str, label: str, ours: Callable[[], float],
+             unit: tuple[float, str], peer: tuple[str, str, str, Callable[[], Callable[[], float]]] | None = None,
+             missing: str | None = None) -> None:
+    """Measure the runner `ours` into `results[key]` and print one line. With `peer = (peer_key, prefix,
+    peer_label, make_runner)` the peer's runner is built and timed interleaved with ours
+    (`interleaved_ratio`): also `results[peer_key]` and `<prefix>_ratio_median|min|max`. Without a peer,
+    `missing` (if any) is printed after the figure."""
+    scale, suffix = unit
+    if peer is None:
+        results[key] = rate = _median_rate(ours, repeats)
+        print(f"{label}: {rate / scale:.2f}{suffix}")
+        if missing:
+            print(missing)
+        return
+    peer_key, prefix, peer_label, make_runner = peer
+    stats = interleaved_ratio(ours, make_runner(), repeats)
+    results.update({key: stats["ours"], peer_key: stats["peer"]},
+                   **{f"{prefix}_{name}": value for name, value in stats.items() if name.startswith("ratio")})
+    print(f"{label} vs {peer_label}, {repeats} interleaved pairs: {stats['ours'] / scale:.2f} vs "
+          f"{stats['peer'] / scale:.2f}{suffix} (medians)  -> {_ratio_text(stats)}")
+
+
 def _ratio_text(stats: dict[str, float]) -> str:
     return (f"ratio {stats['ratio_median']:.2f}x median of pairs "
             f"(spread {stats['ratio_min']:.2f}x - {stats['ratio_max']:.2f}x)")
@@ -194,36 +220,20 @@ def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
     results: dict[str, float] = {}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {cfg.device}")
 
-    ours = vec_env_runner(3, cfg.num_envs, cfg.steps, cfg.device)
-    if cfg.peers and _installed("vmas"):
-        peer = vmas_football_runner(cfg.num_envs, max(cfg.steps // 4, 10), cfg.device)
-        stats = interleaved_ratio(ours, peer, cfg.repeats)
-        results.update(vec_3v3=stats["ours"], vmas_football_3v3=stats["peer"],
-                       **{f"vmas_{key}": value for key, value in stats.items() if key.startswith("ratio")})
-        print(f"SoccerVecEnv 3v3 vs VMAS football 3v3 (all policy-driven), {cfg.num_envs} envs, random actions, "
-              f"{cfg.repeats} interleaved pairs: {stats['ours'] / 1e6:.2f}M vs {stats['peer'] / 1e6:.2f}M "
-              f"agent-steps/s (medians)  -> {_ratio_text(stats)}")
-    else:
-        results["vec_3v3"] = rate = _median_rate(ours, cfg.repeats)
-        print(f"SoccerVecEnv 3v3, {cfg.num_envs} envs, random actions: {rate / 1e6:.2f}M agent-steps/s")
-        if cfg.peers:
-            print("VMAS not installed (pip install vmas) - peer figure skipped")
-    del ours
-
+    vmas = cfg.peers and _installed("vmas")
+    _measure(results, cfg.repeats, "vec_3v3", f"SoccerVecEnv 3v3, {cfg.num_envs} envs, random actions",
+             vec_env_runner(3, cfg.num_envs, cfg.steps, cfg.device), MEGA,
+             peer=("vmas_football_3v3", "vmas", "VMAS football 3v3 (all policy-driven)",
+                   lambda: vmas_football_runner(cfg.num_envs, max(cfg.steps // 4, 10), cfg.device)) if vmas else None,
+             missing="VMAS not installed (pip install vmas) - peer figure skipped" if cfg.peers else None)
     if cfg.pettingzoo:
-        ours = pettingzoo_runner(lambda: soccer_v0.parallel_env(team_size=2), cfg.pz_steps)
-        if cfg.peers and _installed("mpe2"):
-            stats = interleaved_ratio(ours, pettingzoo_runner(_mpe2_simple_spread, cfg.pz_steps), cfg.repeats)
-            results.update(pz_2v2=stats["ours"], mpe2_simple_spread=stats["peer"],
-                           **{f"mpe2_{key}": value for key, value in stats.items() if key.startswith("ratio")})
-            print(f"soccer_v0.parallel_env 2v2 vs MPE2 simple_spread_v3, one env, {cfg.repeats} interleaved pairs: "
-                  f"{stats['ours'] / 1e3:.1f}k vs {stats['peer'] / 1e3:.1f}k env-steps/s (medians)  "
-                  f"-> {_ratio_text(stats)}")
-        else:
-            results["pz_2v2"] = rate = _median_rate(ours, cfg.repeats)
-            print(f"soccer_v0.parallel_env 2v2, one env: {rate / 1e3:.1f}k env-steps/s")
-            if cfg.peers:
-                print("MPE2 not installed (make bench, or pip install --no-deps mpe2 scipy) - peer figure skipped")
+        mpe2 = cfg.peers and _installed("mpe2")
+        _measure(results, cfg.repeats, "pz_2v2", "soccer_v0.parallel_env 2v2, one env",
+                 pettingzoo_runner(lambda: soccer_v0.parallel_env(team_size=2), cfg.pz_steps), KILO,
+                 peer=("mpe2_simple_spread", "mpe2", "MPE2 simple_spread_v3",
+                       lambda: pettingzoo_runner(_mpe2_simple_spread, cfg.pz_steps)) if mpe2 else None,
+                 missing="MPE2 not installed (make bench, or pip install --no-deps mpe2 scipy) - peer figure skipped"
+                 if cfg.peers else None)
 
     for team_size in (1, 5, 11) if cfg.sweep else ():
         rate = vec_env_rate(team_size, cfg.sweep_envs, cfg.steps, cfg.repeats, cfg.device)
