@@ -63,8 +63,6 @@ from collections.abc import Mapping
 OMP_WAIT_OPTIONS = ("auto", "active", "passive", "default")
 _OMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 _AUTO_SPINCOUNT = "3000"
-
-
 IDLE_CORES = 1.5
 """`auto` spins for good only while the 1-minute load average leaves this many CPUs idle (and the
 process may use 2 or more): below 0.5 on 2 CPUs"""
@@ -118,17 +116,13 @@ class _SetWhileTorchLoads:
             del loader.exec_module  # back to the loader's own method
             if any(os.environ.get(k) for k in _OMP_VARIABLES):  # the user set one since
                 return loader.exec_module(module)
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
+            os.environ.update(env)  # none of them is set (checked just above)
             try:
                 return loader.exec_module(module)
             finally:
                 for k, v in env.items():
-                    if os.environ.get(k) == v:  # still ours: put back what was there
-                        if saved[k] is None:
-                            del os.environ[k]
-                        else:
-                            os.environ[k] = saved[k]
+                    if os.environ.get(k) == v:  # still ours: unset it again
+                        del os.environ[k]
 
         try:
             loader.exec_module = exec_module
