@@ -21,6 +21,13 @@ takes a uniformly random action, and with probability `(1 - strength) / 2` it re
 previous action (a reaction delay). Each bot draws from its own `torch.Generator`, so a bot's
 actions depend only on its seed and the observations it is shown.
 
+`compile=True` runs `decide` through `torch.compile` (one graph with dynamic batch size, shared by
+every bot of a class and config): the playing bots' ~150 small elementwise ops fuse into a few
+loops, ~5-9x faster on 2 CPU cores (2v2 team bot, 2048 players: 4.3-4.6 ms -> 0.5-0.9 ms a step)
+for a one-off build of 20-40 s (less once inductor's cache in the temp folder holds
+it). The actions are the eager ones (tests/test_bots.py compares them over full matches). If the
+build fails (no C++ compiler, say), the bot warns once and plays eagerly.
+
     env = SoccerVecEnv(num_envs=200, team_size=2)
     blue, red = make_bot("team", env.config, seed=1), make_bot("random", env.config, seed=2)
     obs = env.reset(seed=0)
@@ -36,7 +43,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+import warnings
+from typing import Any, Callable
 
 import torch
 
@@ -152,7 +160,8 @@ class Bot:
             on the observations' device.
     """
 
-    def __init__(self, config: SoccerConfig, strength: float = 1.0, seed: int = 0, device: Any = "cpu"):
+    def __init__(self, config: SoccerConfig, strength: float = 1.0, seed: int = 0, device: Any = "cpu",
+                 compile: bool = False):
         if not isinstance(config, SoccerConfig):
             raise TypeError(f"config must be a SoccerConfig, got {type(config).__name__}")
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
@@ -165,6 +174,8 @@ class Bot:
         self.generator.manual_seed(self.seed)
         self._obs_dim = config.obs_dim
         self.previous: torch.Tensor | None = None
+        self.compiled = bool(compile) and type(self).decide is not RandomBot.decide
+        """`decide` runs through `torch.compile` (see the module docstring)"""
         self.shard = (0, 1)
         """(index, count): the observations are slice `index` of `count` equal slices (along the
         first dim) of a larger batch, and the random draws are those of the whole batch's slice, so
@@ -210,7 +221,7 @@ class Bot:
                 f"obs must have shape [..., obs_dim={self._obs_dim}] for this config, got {tuple(obs.shape)}"
             )
         shape = tuple(obs.shape[:-1])
-        actions = self.decide(obs)
+        actions = self._compiled_decide(obs) if self.compiled else self.decide(obs)
         if self.strength < 1.0:
             noise = 1.0 - self.strength
             u = self._uniform(shape, obs.device)
@@ -226,6 +237,20 @@ class Bot:
         """The bot's own action for every agent, before the strength noise: int64 [...]."""
         raise NotImplementedError
 
+    def _compiled_decide(self, obs: torch.Tensor) -> torch.Tensor:
+        """`decide` through the class's compiled graph, on the rows flattened to [R, D] (one dynamic
+        dimension); falls back to eager for good if the build fails."""
+        rows = obs.reshape(-1, obs.shape[-1]).contiguous()
+        if rows.shape[0] < 2:  # dynamo specialises sizes 0 and 1: not worth a graph
+            return self.decide(obs)
+        try:
+            return _compiled(type(self))(self, rows).view(obs.shape[:-1])
+        except Exception as err:  # the build (inductor, a C++ compiler) failed: play eagerly
+            warnings.warn(f"{type(self).__name__}: torch.compile failed ({type(err).__name__}: {err}); "
+                          "the bot plays eagerly", RuntimeWarning, stacklevel=3)
+            self.compiled = False
+            return self.decide(obs)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(strength={self.strength}, seed={self.seed})"
 
@@ -240,8 +265,9 @@ class RandomBot(Bot):
 class _SteeringBot(Bot):
     """Shared skills of the playing bots: steering to a point, attacking the ball, shooting."""
 
-    def __init__(self, config: SoccerConfig, strength: float = 1.0, seed: int = 0, device: Any = "cpu"):
-        super().__init__(config, strength, seed, device)
+    def __init__(self, config: SoccerConfig, strength: float = 1.0, seed: int = 0, device: Any = "cpu",
+                 compile: bool = False):
+        super().__init__(config, strength, seed, device, compile)
         L = config.half_length_
         self.contact = (config.player_radius + config.ball_radius) / L
         """centre distance at which a player touches the ball"""
@@ -421,13 +447,23 @@ class TeamBot(_SteeringBot):
 
 
 _BOTS = {"random": RandomBot, "chaser": ChaserBot, "team": TeamBot}
+_COMPILED: dict[type, Callable[..., torch.Tensor]] = {}
 
 
-def make_bot(name: str, config: SoccerConfig, strength: float = 1.0, seed: int = 0, device: Any = "cpu") -> Bot:
-    """Build a scripted bot by name: one of "random", "chaser", "team"."""
+def _compiled(cls: type) -> Callable[..., torch.Tensor]:
+    """`torch.compile(cls.decide)`, built once per class: every instance (and config; dynamo guards
+    on the attributes it reads) shares the graphs, and the batch size is dynamic."""
+    if cls not in _COMPILED:
+        _COMPILED[cls] = torch.compile(cls.decide, dynamic=True)
+    return _COMPILED[cls]
+
+
+def make_bot(name: str, config: SoccerConfig, strength: float = 1.0, seed: int = 0, device: Any = "cpu",
+             compile: bool = False) -> Bot:
+    """Build a scripted bot by name: one of "random", "chaser", "team"; `compile` as in `Bot`."""
     if name not in _BOTS:
         raise ValueError(f"unknown bot {name!r}: expected one of {list(BOT_NAMES)}")
-    return _BOTS[name](config, strength=strength, seed=seed, device=device)
+    return _BOTS[name](config, strength=strength, seed=seed, device=device, compile=compile)
 
 
 __all__ = [

@@ -242,3 +242,42 @@ def test_team_bot_beats_random_at_other_team_sizes(sizes, device):
     wins, losses, _ = outcome(score)
     assert wins >= 45 and losses == 0, (wins, losses)
     assert math.isfinite(score.float().mean().item())
+
+
+def test_compiled_bots_take_the_eager_actions_over_whole_matches():
+    """`compile=True` fuses `decide` with torch.compile (dynamic batch size): the same actions as
+    eager play, move by move, for both playing bots over whole matches (goals, kicks, restarts),
+    on the full batch, on a team's rows and on an odd-sized subset (one graph for all sizes)."""
+    env = SoccerVecEnv(num_envs=48, team_size=3, max_cycles=120)
+    config, nb = env.config, env.config.n_blue
+    pairs = [(make_bot(name, config, strength=0.7, seed=5, compile=True), make_bot(name, config, strength=0.7, seed=5))
+             for name in ("chaser", "team")]
+    assert all(c.compiled and not e.compiled for c, e in pairs)
+    blue, red = make_bot("team", config, seed=1), make_bot("chaser", config, seed=2)  # they play the matches
+    obs, moves = env.reset(seed=3), 0
+    for step in range(config.max_cycles):
+        for compiled, eager in pairs:
+            rows = obs[: 17 + step % 20, nb:] if step % 3 else obs
+            got, want = compiled.act(rows), eager.act(rows)
+            assert torch.equal(got, want), f"{type(eager).__name__} differs at step {step}"
+            moves += got.numel()
+        obs, _, _, _, infos = env.step(torch.cat([blue.act(obs[:, :nb]), red.act(obs[:, nb:])], 1))
+    assert moves > 20_000 and infos["final_score"].sum() > 10  # whole matches, with goals
+    assert not make_bot("random", config, compile=True).compiled  # nothing to fuse
+
+
+def test_a_bot_whose_compile_fails_warns_and_plays_eagerly(monkeypatch):
+    import marl_grpo.agents.bots as bots
+
+    def broken(cls):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(bots, "_compiled", broken)
+    env = SoccerVecEnv(num_envs=8, team_size=2)
+    obs = env.reset(seed=0)
+    bot, eager = make_bot("team", env.config, seed=1, compile=True), make_bot("team", env.config, seed=1)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        got = bot.act(obs)
+    assert not bot.compiled and torch.equal(got, eager.act(obs))

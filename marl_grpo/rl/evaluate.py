@@ -13,14 +13,16 @@ from marl_grpo.run.files import EVAL_SEED
 
 @torch.no_grad()
 def evaluate(policy: SoccerPolicy, env_kwargs: dict[str, Any], opponent: str = "team", strength: float = 1.0,
-             matches: int = 200, seed: int = EVAL_SEED, deterministic: bool = False) -> dict[str, float]:
+             matches: int = 200, seed: int = EVAL_SEED, deterministic: bool = False,
+             compile_bot: bool = False) -> dict[str, float]:
     """Play `matches` full matches; returns win/draw/loss rates and the mean goal difference.
 
     Match i uses env seed `seed + i` and the bot and the policy's sampling are seeded too, so the
-    same policy gets the same figures.
+    same policy gets the same figures. `compile_bot`: the bot runs through torch.compile
+    (`agents.bots.Bot`; same actions).
     """
     env = SoccerVecEnv(num_envs=matches, device=policy.device, **env_kwargs)
-    bot = make_bot(opponent, env.config, strength=strength, seed=seed, device=policy.device)
+    bot = make_bot(opponent, env.config, strength=strength, seed=seed, device=policy.device, compile=compile_bot)
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     n_blue = env.config.n_blue
     obs = env.reset(seed=seed)

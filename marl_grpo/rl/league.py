@@ -166,7 +166,8 @@ class League:
         device = env.device
         self.members: list[Member] = [
             Member(f"{name}" if strength == 1.0 else f"{name}:{strength:g}",
-                   make_bot(name, env.config, strength=strength, seed=cfg.seed + 1009 * (k + 1) + rank, device=device),
+                   make_bot(name, env.config, strength=strength, seed=cfg.seed + 1009 * (k + 1) + rank, device=device,
+                            compile=cfg.compile_bots),
                    strength=strength)
             for k, (name, strength) in enumerate(parse_anchors(cfg.league_anchors))]
         self.ratings: dict[str, float] = {"learner": INITIAL_ELO, **{m.name: INITIAL_ELO for m in self.members}}

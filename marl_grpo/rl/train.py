@@ -71,7 +71,8 @@ class SoccerTrainer(Trainer):
             folder = Path(cfg.log_dir) / cfg.name / LEAGUE_DIR if shard.is_main else None
             self.league = League(cfg, env, self.policy, block, folder, rank=shard.rank)
         self.opponent = self.league if cfg.opponent in ("self", "league") else make_bot(
-            cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device)
+            cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device,
+            compile=cfg.compile_bots)
         self.collector = make_collector(env, self.policy, self.opponent, self.learner, cfg, shard)
         self.optimizer, self.parameters = self.learner.optimizer, self.learner.parameters
         if checkpoint is not None:
@@ -119,7 +120,7 @@ class SoccerTrainer(Trainer):
     def evaluate(self) -> dict[str, float]:
         cfg = self.cfg
         return evaluate(self.policy, cfg.env_kwargs(), cfg.eval_opponent, cfg.eval_strength, cfg.eval_matches,
-                        seed=EVAL_SEED)
+                        seed=EVAL_SEED, compile_bot=cfg.compile_bots)
 
     def progress(self, scalars: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
         ret = np.mean(self.recent_returns) if self.recent_returns else 0.0
