@@ -187,3 +187,20 @@ def test_soak_samples_memory_and_flags_growth(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="memory grew beyond 64"):
         soak.run_soak(soak.SoakConfig(minutes=0.2, interval=1e-3, tolerance_mb=64,
                                       train=dataclasses.replace(train, name="leaky")))
+
+
+def test_a_time_bound_run_anneals_its_learning_rate_over_its_minutes(tmp_path, monkeypatch):
+    """With `max_minutes` the ramp follows the time budget when it is further spent than the step
+    budget: a run of a few seconds out of a step budget of millions still ends near zero."""
+    lrs = []
+    update = marl_grpo.run.update.policy_update
+
+    def recording_update(batch, optimizer, *args, **kwargs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        return update(batch, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(marl_grpo.run.loop, "policy_update", recording_update)
+    main(["train", *TINY, "--log-dir", str(tmp_path), "--total-env-steps", "100000000", "--max-minutes", "0.05",
+          "--eval-every", "0", "--save-every", "0", "--learning-rate", "0.001"])
+    assert len(lrs) >= 3 and lrs[0] > 0.9e-3  # by steps alone every lr would be ~1e-3
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.5e-3

@@ -98,8 +98,9 @@ class RunConfig:
     learning_rate: float = 1e-3
     """Adam learning rate"""
     anneal_lr: bool = False
-    """decay the learning rate linearly towards zero over the iteration budget (a run stopped
-    earlier by `max_minutes` ends part-way down the ramp)"""
+    """decay the learning rate linearly towards zero over the budget: the iterations, or the
+    minutes of `max_minutes` when that share is further spent (a time-bound run then reaches zero
+    as its time ends; its learning rate follows the clock, so it is not bit-reproducible)"""
     update_epochs: int = 2
     """passes over each batch (TRL's num_iterations, GRPO's mu); old log-probs are those of the rollout"""
     num_minibatches: int = 8

@@ -212,14 +212,20 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
     def wall_time() -> float:
         return wall_before + time.perf_counter() - wall_start
 
+    def time_spent() -> float:
+        """the share of the time budget spent (0 without one)"""
+        return wall_time() / (60 * cfg.max_minutes) if cfg.max_minutes > 0 else 0.0
+
+    time_fraction = time_spent()  # rank 0's, as of the last iteration's end
+
     bar = tqdm(range(iteration, total), initial=iteration, total=total,
                disable=not (cfg.progress and shard.is_main), desc=cfg.name, unit="it")
     try:
         for iteration in bar:
             start = time.perf_counter()
-            if cfg.anneal_lr:
+            if cfg.anneal_lr:  # down the ramp of whichever budget, steps or minutes, is further spent
                 for group in trainer.optimizer.param_groups:
-                    group["lr"] = cfg.learning_rate * (1.0 - iteration / total)
+                    group["lr"] = cfg.learning_rate * max(0.0, 1.0 - max(iteration / total, time_fraction))
             if cfg.kl_coef > 0 and cfg.ref_refresh and iteration > 0 and iteration % cfg.ref_refresh == 0:
                 trainer.refresh_reference()
 
@@ -245,9 +251,9 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
             for tag, values in history.items():
                 values.append(scalars[tag])
 
-            # rank 0's clock decides when the time budget is spent, for every rank
-            done = distributed.broadcast(
-                iteration + 1 == total or (cfg.max_minutes > 0 and wall_time() >= 60 * cfg.max_minutes))
+            # rank 0's clock decides when the time budget is spent, and the time-annealed lr, for every rank
+            time_fraction = distributed.broadcast(time_spent())
+            done = iteration + 1 == total or time_fraction >= 1.0
             if shard.is_main and ((cfg.eval_every and (iteration + 1) % cfg.eval_every == 0) or done or (
                     trainer.evaluate_first and iteration == 0)):
                 last_eval = {**trainer.evaluate(), "eval/wall_time": wall_time()}
