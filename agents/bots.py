@@ -42,8 +42,8 @@ ChaserBot: 128-33 (2v2), 132-42 (3v3), 133-29 (5v5).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
