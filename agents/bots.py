@@ -24,7 +24,7 @@ actions depend only on its seed and the observations it is shown.
 `compile=True` runs `decide` through `torch.compile` (one graph with dynamic batch size, shared by
 every bot of a class and config): the playing bots' ~150 small elementwise ops fuse into a few
 loops, ~5-9x faster on 2 CPU cores (2v2 team bot, 2048 players: 4.3-4.6 ms -> 0.5-0.9 ms a step)
-for a one-off build of 20-40 s (less once inductor's cache in the temp folder holds
+for a one-off build of 15-40 s (less once inductor's cache in the temp folder holds
 it). The actions are the eager ones (tests/test_bots.py compares them over full matches). If the
 build fails (no C++ compiler, say), the bot warns once and plays eagerly.
 
@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -160,6 +160,9 @@ class Bot:
             on the observations' device.
     """
 
+    compilable: ClassVar[bool] = False
+    """whether `compile=True` runs `decide` through torch.compile (the playing bots: many small ops)"""
+
     def __init__(self, config: SoccerConfig, strength: float = 1.0, seed: int = 0, device: Any = "cpu",
                  compile: bool = False):
         if not isinstance(config, SoccerConfig):
@@ -174,7 +177,7 @@ class Bot:
         self.generator.manual_seed(self.seed)
         self._obs_dim = config.obs_dim
         self.previous: torch.Tensor | None = None
-        self.compiled = bool(compile) and type(self).decide is not RandomBot.decide
+        self.compiled = bool(compile) and self.compilable
         """`decide` runs through `torch.compile` (see the module docstring)"""
         self.shard = (0, 1)
         """(index, count): the observations are slice `index` of `count` equal slices (along the
@@ -264,6 +267,8 @@ class RandomBot(Bot):
 
 class _SteeringBot(Bot):
     """Shared skills of the playing bots: steering to a point, attacking the ball, shooting."""
+
+    compilable = True
 
     def __init__(self, config: SoccerConfig, strength: float = 1.0, seed: int = 0, device: Any = "cpu",
                  compile: bool = False):

@@ -60,7 +60,7 @@ class TrainConfig(RunConfig):
     """strength in [0, 1] of the scripted opponent"""
     compile_bots: bool = False
     """run the scripted bots (the opponent, the league's anchors, the evaluation bot) through
-    torch.compile: ~4-9x faster bots for a one-off build of 20-40 s; same actions"""
+    torch.compile: 4-9x faster bots for a one-off build of 15-40 s; same actions"""
 
     # ------------------------------------------------------------------ league (--opponent league)
     league_latest_ratio: float = 0.5

@@ -112,12 +112,8 @@ def _measure(results: dict[str, float], repeats: int, key: str, label: str, ours
     results.update({key: stats["ours"], peer_key: stats["peer"]},
                    **{f"{prefix}_{name}": value for name, value in stats.items() if name.startswith("ratio")})
     print(f"{label} vs {peer_label}, {repeats} interleaved pairs: {stats['ours'] / scale:.2f} vs "
-          f"{stats['peer'] / scale:.2f}{suffix} (medians)  -> {_ratio_text(stats)}")
-
-
-def _ratio_text(stats: dict[str, float]) -> str:
-    return (f"ratio {stats['ratio_median']:.2f}x median of pairs "
-            f"(spread {stats['ratio_min']:.2f}x - {stats['ratio_max']:.2f}x)")
+          f"{stats['peer'] / scale:.2f}{suffix} (medians)  -> ratio {stats['ratio_median']:.2f}x median of pairs "
+          f"(spread {stats['ratio_min']:.2f}x - {stats['ratio_max']:.2f}x)")
 
 
 def _sync(device: torch.device) -> None:
@@ -172,11 +168,6 @@ def pettingzoo_runner(make_env: Callable[[], object], steps: int) -> Callable[[]
     return run
 
 
-def pettingzoo_rate(make_env: Callable[[], object], steps: int, repeats: int) -> float:
-    """Env-steps per second of a PettingZoo ParallelEnv under random actions, resets included."""
-    return _median_rate(pettingzoo_runner(make_env, steps), repeats)
-
-
 def vmas_football_runner(num_envs: int, steps: int, device: str = "cpu") -> Callable[[], float]:
     """A timed run of VMAS `football`, 3v3 with all six players policy-driven, random actions,
     returning agent-steps per second."""
@@ -197,11 +188,6 @@ def vmas_football_runner(num_envs: int, steps: int, device: str = "cpu") -> Call
         return steps * num_envs * len(env.agents) / (time.perf_counter() - start)
 
     return run
-
-
-def vmas_football_rate(num_envs: int, steps: int, repeats: int, device: str = "cpu") -> float:
-    """Agent-steps/s of VMAS `football`, 3v3 with all six players policy-driven, random actions."""
-    return _median_rate(vmas_football_runner(num_envs, steps, device), repeats)
 
 
 def _installed(module: str) -> bool:
