@@ -238,6 +238,9 @@ class TraceOps:
             total = self.maximum(total, x.take(k, axis=dim))
         return self._wrap(total)
 
+    def permute(self, x: _SymArray, *dims: int) -> _SymArray:
+        return x.transpose(*dims)
+
     def recip(self, x: Any) -> Any:
         return 1.0 / x
 
@@ -310,61 +313,88 @@ def _emit(tracer: _Tracer, inputs: list[str], outputs: list[_Sym]) -> Callable:
         names[id(node)] = f"v{node.index}"
         lines.append(f"    v{node.index} = " + _TEMPLATES[node.op].format(*(name(a) for a in node.args)))
     body = "\n".join(lines)
-    source = f"def physics({', '.join(inputs)}):\n{body}\n    return ({', '.join(name(o) for o in outputs)},)\n"
-    exec(compile(source, "<marl_grpo scalar physics>", "exec"), namespace)
-    fn = namespace["physics"]
+    source = f"def generated({', '.join(inputs)}):\n{body}\n    return ({', '.join(name(o) for o in outputs)},)\n"
+    exec(compile(source, "<marl_grpo scalar rules>", "exec"), namespace)
+    fn = namespace["generated"]
     fn.source = source
     return fn
 
 
-_CACHE: dict[str, Callable] = {}
+_CACHE: dict[tuple[str, str], Any] = {}
+_STATE = (("x", "f"), ("y", "f"), ("vx", "f"), ("vy", "f"),
+          ("bx", "f"), ("by", "f"), ("bvx", "f"), ("bvy", "f"))  # the engine's state, as its methods take it
 
 
-def scalar_physics(engine: Any) -> Callable:
-    """`engine._physics` for one match (numpy backend, num_envs == 1) as generated scalar code.
+def _generate(engine: Any, method: str, inputs: list[tuple[str, tuple[int, ...], str]],
+              flatten: Callable[[Any], tuple[list, list]]) -> Callable:
+    """Trace `engine.<method>` on symbolic inputs (name, shape, kind) and emit it as scalar code.
 
-    Returns a function with `_physics`'s signature and results (the same arrays, shapes and
-    dtypes), built once per config.
+    `flatten(result)` lists the result's float arrays and int arrays; the generated function
+    takes the inputs' scalars in order and returns those arrays' scalars, floats first.
     """
     import copy
 
-    N = engine.num_agents
-    key = repr(engine.config)
+    tracer = _Tracer()
+    clone = copy.copy(engine)  # the same rules and constants, with traced arrays
+    clone.ops = TraceOps(tracer)
+    for attr, value in vars(engine).items():
+        if isinstance(value, np.ndarray) and attr not in ("kicking", "_obs_matrix"):
+            setattr(clone, attr, tracer.array(value))
+    args = [tracer.inputs(name, shape, kind) for name, shape, kind in inputs]
+    floats, ints = flatten(getattr(clone, method)(*args))
+    outputs = [tracer.lift(s, "f") for array in floats for s in np.ravel(array)]
+    outputs += [tracer.lift(s, "i") for array in ints for s in np.ravel(array)]
+    names = [f"{name}{k}" for name, shape, _ in inputs for k in range(int(np.prod(shape)))]
+    return _emit(tracer, names, outputs)
+
+
+def scalar_physics(engine: Any) -> Callable:
+    """`engine._physics` for one match (numpy backend, num_envs == 1) as generated scalar code:
+    a function with `_physics`'s signature and results (arrays of the same shapes and dtypes),
+    built once per config."""
+    key = ("physics", repr(engine.config))
     if key not in _CACHE:
-        tracer = _Tracer()
-        clone = copy.copy(engine)  # the same rules and constants, with traced arrays
-        clone.ops = TraceOps(tracer)
-        for attr, value in vars(engine).items():
-            if isinstance(value, np.ndarray) and attr not in ("kicking",):
-                setattr(clone, attr, tracer.array(value))
-        names = ("a", "x", "y", "vx", "vy", "bx", "by", "bvx", "bvy", "last")
-        shapes = ((N, 1),) * 5 + ((1,),) * 5
-        kinds = "iffffffffi"
-        args = [tracer.inputs(n, s, k) for n, s, k in zip(names, shapes, kinds)]
-        moved, rewards, components, goals = clone._physics(*args)
-        x, y, vx, vy, bx, by, bvx, bvy, last, kicking = moved
-        # floats out: the [N, 1] arrays, then the ball's four [1] and goals [1, 2]; then last_touch
-        floats = [x, y, vx, vy, kicking, rewards, *components.values(), bx, by, bvx, bvy, goals]
-        outputs = [tracer.lift(s, "f") for array in floats for s in np.ravel(array)]
-        outputs += [tracer.lift(s, "i") for s in np.ravel(last)]
-        input_names = [f"{n}{k}" for n, s in zip(names, shapes) for k in range(int(np.prod(s)))]
-        _CACHE[key] = _wrap_arrays(_emit(tracer, input_names, outputs), list(components), N)
+        N, names = engine.num_agents, []
+
+        def flatten(result):  # floats: the [N, 1] arrays, the ball's four [1], goals [1, 2]
+            (x, y, vx, vy, bx, by, bvx, bvy, last, kicking), rewards, components, goals = result
+            names.extend(components)
+            return [x, y, vx, vy, kicking, rewards, *components.values(), bx, by, bvx, bvy, goals], [last]
+
+        inputs = [("a", (N, 1), "i")] + [(n, (N, 1) if k < 4 else (1,), f) for k, (n, f) in enumerate(_STATE)]
+        fn = _generate(engine, "_physics", inputs + [("last", (1,), "i")], flatten)
+        per_agent = 6 + len(names)
+        total = per_agent * N + 6
+
+        def physics(a, x, y, vx, vy, bx, by, bvx, bvy, last_touch):
+            out = fn(*a.ravel().tolist(), *x.ravel(), *y.ravel(), *vx.ravel(), *vy.ravel(),
+                     bx[0], by[0], bvx[0], bvy[0], int(last_touch[0]))
+            flat = np.array(out[:total], dtype=np.float32)
+            x, y, vx, vy, kicking, rewards, *components = flat[: per_agent * N].reshape(per_agent, N, 1)
+            bx, by, bvx, bvy = flat[per_agent * N : total - 2].reshape(4, 1)
+            moved = (x, y, vx, vy, bx, by, bvx, bvy, np.array(out[total:], dtype=np.int64), kicking)
+            return moved, rewards, dict(zip(names, components)), flat[total - 2 :].reshape(1, 2)
+
+        physics.source = fn.source  # type: ignore[attr-defined]
+        _CACHE[key] = physics
     return _CACHE[key]
 
 
-def _wrap_arrays(fn: Callable, component_names: list[str], N: int) -> Callable:
-    """Arrays in, arrays out around the generated scalar function, as `_physics` takes and returns."""
-    per_agent = 6 + len(component_names)
-    total = per_agent * N + 6
+def scalar_observe(engine: Any) -> Callable:
+    """`engine._observe` (the observation's feature rows F [Q, 1]) for one match, as generated
+    scalar code with the same signature and result."""
+    key = ("observe", repr(engine.config))
+    if key not in _CACHE:
+        N = engine.num_agents
+        inputs = [(n, (N, 1) if k < 4 else (1,), f) for k, (n, f) in enumerate(_STATE)]
+        fn = _generate(engine, "_observe", inputs + [("t", (1,), "i"), ("score", (1, 2), "i")],
+                       lambda features: ([features], []))
 
-    def physics(a, x, y, vx, vy, bx, by, bvx, bvy, last_touch):
-        out = fn(*a.ravel().tolist(), *x.ravel(), *y.ravel(), *vx.ravel(), *vy.ravel(),
-                 bx[0], by[0], bvx[0], bvy[0], int(last_touch[0]))
-        flat = np.array(out[:total], dtype=np.float32)
-        x, y, vx, vy, kicking, rewards, *components = flat[: per_agent * N].reshape(per_agent, N, 1)
-        bx, by, bvx, bvy = flat[per_agent * N : total - 2].reshape(4, 1)
-        moved = (x, y, vx, vy, bx, by, bvx, bvy, np.array(out[total:], dtype=np.int64), kicking)
-        return moved, rewards, dict(zip(component_names, components)), flat[total - 2 :].reshape(1, 2)
+        def observe(x, y, vx, vy, bx, by, bvx, bvy, t, score):
+            out = fn(*x.ravel(), *y.ravel(), *vx.ravel(), *vy.ravel(), bx[0], by[0], bvx[0], bvy[0],
+                     *t.tolist(), *score.ravel().tolist())
+            return np.array(out, dtype=np.float32)[:, None]
 
-    physics.source = fn.source  # type: ignore[attr-defined]
-    return physics
+        observe.source = fn.source  # type: ignore[attr-defined]
+        _CACHE[key] = observe
+    return _CACHE[key]

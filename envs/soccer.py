@@ -176,9 +176,9 @@ class SoccerEngine:
         self._physics_fn, self._observe_fn = self._physics, self._observe
         self._compiled = compile
         if backend == "numpy" and num_envs == 1 and N <= _SCALAR_MAX_AGENTS:
-            from .scalar import scalar_physics
+            from .scalar import scalar_observe, scalar_physics
 
-            self._physics_fn = scalar_physics(self)
+            self._physics_fn, self._observe_fn = scalar_physics(self), scalar_observe(self)
         if compile:
             if backend != "torch":
                 raise ValueError("compile=True needs backend='torch'")

@@ -31,6 +31,13 @@ def random_state(engine: SoccerEngine, rng: np.random.Generator) -> dict:
     return s
 
 
+def array_engine(config: SoccerConfig) -> SoccerEngine:
+    """The same one-match engine running the array code (what the vector env runs, B = 1)."""
+    engine = SoccerEngine(config, 1, backend="numpy")
+    engine._physics_fn, engine._observe_fn = engine._physics, engine._observe
+    return engine
+
+
 def assert_bitwise_equal(a: SoccerEngine, b: SoccerEngine, where: str) -> None:
     for key, va in a.state.items():
         vb = b.state[key]
@@ -38,6 +45,7 @@ def assert_bitwise_equal(a: SoccerEngine, b: SoccerEngine, where: str) -> None:
             va, vb = va.view(np.uint32), vb.view(np.uint32)  # -0.0 and 0.0 differ here
         assert np.array_equal(va, vb), f"{where}: state[{key!r}] differs: {a.state[key]} vs {b.state[key]}"
     assert np.array_equal(a.kicking.view(np.uint32), b.kicking.view(np.uint32)), f"{where}: kicking differs"
+    assert np.array_equal(a.observe().view(np.uint32), b.observe().view(np.uint32)), f"{where}: observations differ"
 
 
 @pytest.mark.parametrize("kwargs", [dict(team_size=1), dict(team_size=2), dict(blue_size=2, red_size=3),
@@ -45,9 +53,9 @@ def assert_bitwise_equal(a: SoccerEngine, b: SoccerEngine, where: str) -> None:
 def test_scalar_rules_equal_the_array_rules_bit_for_bit(kwargs):
     config = SoccerConfig.from_kwargs(**kwargs)
     scalar = SoccerEngine(config, 1, backend="numpy")
-    array = SoccerEngine(config, 1, backend="numpy")
-    assert hasattr(scalar._physics_fn, "source"), "one match of <= 8 players should run the generated code"
-    array._physics_fn = array._physics
+    array = array_engine(config)
+    assert hasattr(scalar._physics_fn, "source") and hasattr(scalar._observe_fn, "source"), \
+        "one match of <= 8 players should run the generated code"
     rng = np.random.default_rng(0)
     goals = touches = 0
     for trial in range(400):
@@ -73,8 +81,7 @@ def test_whole_matches_through_the_pettingzoo_env_equal_the_array_rules():
     from marl_grpo.envs import soccer_v0
 
     env = soccer_v0.parallel_env(team_size=2, max_cycles=200)
-    array = SoccerEngine(env.config, 1, backend="numpy")
-    array._physics_fn = array._physics
+    array = array_engine(env.config)
     rng = np.random.default_rng(1)
     for match in range(3):
         env.reset(seed=match)
@@ -84,7 +91,6 @@ def test_whole_matches_through_the_pettingzoo_env_equal_the_array_rules():
             env.step(dict(zip(env.agents, actions[0].tolist())))
             array.step(actions)
             assert_bitwise_equal(env.engine, array, f"match {match}")
-            assert np.array_equal(env.engine.observe(), array.observe())
 
 
 def test_scalar_code_only_for_small_matches():
