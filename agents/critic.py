@@ -26,7 +26,7 @@ from torch import nn
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.envs.config import SoccerConfig
 
-from .policy import _linear
+from .policy import Tanh, _linear
 
 CRITIC_KINDS = ("decentralized", "centralized")
 
@@ -50,8 +50,8 @@ class SoccerCritic(nn.Module):
         self.kind, self.num_agents = kind, config.num_agents
         self.input_dim = config.obs_layout()["dim"] if kind == "decentralized" else config.state_dim + self.num_agents
         self.net = nn.Sequential(
-            _linear(self.input_dim, hidden), nn.Tanh(),
-            _linear(hidden, hidden), nn.Tanh(),
+            _linear(self.input_dim, hidden), Tanh(),
+            _linear(hidden, hidden), Tanh(),
             _linear(hidden, 1, 1.0),
         )
         self.to(resolve_device(device))

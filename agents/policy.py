@@ -63,7 +63,38 @@ from marl_grpo.envs.config import MAX_TEAM_SIZE, NUM_ACTIONS, SoccerConfig
 
 ARCHS = ("mlp", "entity")
 POOLS = ("meanmax", "attention")
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+class _SigmoidTanh(torch.autograd.Function):
+    """tanh(x) = 2 sigmoid(2x) - 1, with tanh's own backward from the output: 1 - y^2."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+class Tanh(nn.Module):
+    """`nn.Tanh`, faster on the CPU: there torch's float tanh kernel is slow (on the reference
+    2-core AVX2 machine ~3 ms per million values, 16% of a rollout and 24% of a GRPO update),
+    while 2 sigmoid(2x) - 1 (the identity tanh(x) = 2 sigmoid(2x) - 1) takes ~2.2x less; its
+    error against the exact tanh is below 2e-7 (torch's: 3e-8), and the gradient is tanh's
+    `1 - y^2`. Other devices use `torch.tanh`. No parameters: checkpoints are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return torch.tanh(x)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _SigmoidTanh.apply(x)
+        return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+
+
+ACTIVATIONS = {"tanh": Tanh, "relu": nn.ReLU}
 ACTIVATION_FLOOR = {"tanh": -1.0, "relu": 0.0}
 """the lowest value each activation gives: masked max pooling fills absent entities with it"""
 
@@ -176,8 +207,9 @@ def sample_actions(logits: torch.Tensor, deterministic: bool = False, generator:
                    shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw one action per row of `logits [..., A]`; returns `(actions int64 [...], logp [...])`.
 
-    Sampling uses the Gumbel-max trick, `argmax(logits - log E)` with `E ~ Exp(1)` (exact, one
-    fused pass; faster than `torch.multinomial` on large batches). `deterministic=True` takes the
+    Sampling uses the Gumbel-max trick, `argmax(logits - log E)` with `E = -log U ~ Exp(1)`, `U ~
+    U[0, 1)` (exact; faster than `torch.multinomial` on large batches, and `uniform_` plus a log is
+    ~4x faster than torch's `exponential_` on the CPU). `deterministic=True` takes the
     argmax. `generator` (on the logits' device) makes the draws reproducible. `shard = (index,
     count)`: `logits` is slice `index` of `count` equal slices (first dim) of a larger batch, and
     gets that slice of the larger batch's draws (a batch split over processes samples exactly as
@@ -188,8 +220,8 @@ def sample_actions(logits: torch.Tensor, deterministic: bool = False, generator:
         actions = log_probs.argmax(-1)
     else:
         index, count = shard
-        noise = log_probs.new_empty((count, *log_probs.shape)).exponential_(generator=generator)[index]
-        actions = (log_probs - noise.log()).argmax(-1)
+        uniform = log_probs.new_empty((count, *log_probs.shape)).uniform_(generator=generator)[index]
+        actions = (log_probs - uniform.log_().neg_().log_()).argmax(-1)
     return actions, log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
 

@@ -386,3 +386,20 @@ def test_device_auto_resolves_to_cpu_without_cuda():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             SoccerPolicy(arch="entity", device="cuda")
+
+
+def test_fast_tanh_matches_torch_tanh_and_its_gradient():
+    """The CPU activation (2 sigmoid(2x) - 1) against torch.tanh: values, gradients, saturation."""
+    from marl_grpo.agents.policy import Tanh
+
+    x = torch.cat([torch.linspace(-30, 30, 10001), torch.tensor([0.0, -0.0, 1e-8, -1e-8])]).requires_grad_()
+    reference = x.detach().clone().requires_grad_()
+    y, y_ref = Tanh()(x), torch.tanh(reference)
+    assert (y - y_ref).abs().max() < 3e-7
+    assert y[0] == -1.0 and y[10000] == 1.0  # saturates exactly
+    weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    (y * weights).sum().backward()
+    (y_ref * weights).sum().backward()
+    assert (x.grad - reference.grad).abs().max() < 1e-6
+    with torch.no_grad():
+        assert torch.equal(Tanh()(x), y.detach())  # the inference path computes the same numbers
