@@ -580,3 +580,26 @@ def test_observation_matches_entry_by_entry_reference(kwargs):
             obs, *_ = env.step(mixed_batch_actions(obs, lay, rng))
     finally:
         torch.set_float32_matmul_precision(precision)
+
+
+def test_compiled_env_follows_the_eager_rules():
+    """`compile=True` (the rules and the observation's features through torch.compile) plays the
+    same matches as the eager env up to float rounding (fused multiply-adds): through contacts,
+    kicks, goals and the auto-reset at the end of the match."""
+    kwargs = dict(num_envs=64, team_size=1, max_cycles=40, device="cpu")
+    compiled, eager = SoccerVecEnv(compile=True, **kwargs), SoccerVecEnv(**kwargs)
+    obs_c, obs_e = compiled.reset(seed=3), eager.reset(seed=3)
+    assert torch.equal(obs_c, obs_e)
+    rng = np.random.default_rng(0)
+    lay = eager.config.obs_layout()
+    resets = 0
+    for step in range(60):  # 40-step matches: one auto-reset on the way
+        scripted = torch.tensor([[scripted_action(o.numpy(), lay) for o in match] for match in obs_e])
+        actions = torch.where(torch.from_numpy(rng.random((64, 2)) < 0.7), scripted, torch.randint(0, 10, (64, 2)))
+        obs_c, rew_c, term_c, trunc_c, _ = compiled.step(actions)
+        obs_e, rew_e, term_e, trunc_e, _ = eager.step(actions)
+        assert torch.equal(trunc_c, trunc_e) and torch.equal(term_c, term_e), f"step {step}"
+        torch.testing.assert_close(obs_c, obs_e, rtol=0, atol=1e-4, msg=f"step {step}: observations")
+        torch.testing.assert_close(rew_c, rew_e, rtol=0, atol=1e-4, msg=f"step {step}: rewards")
+        resets += int(trunc_e.any())
+    assert resets == 1
