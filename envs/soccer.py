@@ -31,6 +31,7 @@ One step, in order:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -171,6 +172,7 @@ class SoccerEngine:
 
         self._threads = max(1, 2 * N * num_envs // _ELEMENTS_PER_THREAD)
         self._physics_fn, self._observe_fn = self._physics, self._observe
+        self._compile_failed = False
         if backend == "numpy" and num_envs == 1 and N <= _SCALAR_MAX_AGENTS:
             from .scalar import scalar_observe, scalar_physics
 
@@ -185,13 +187,29 @@ class SoccerEngine:
             # threads (see marl_grpo/__init__.py) and slow everything after it
             inductor_config.compile_threads = 1
             o.numpy_sqrt = False
-            self._physics_fn = torch.compile(self._physics, dynamic=False)
-            self._observe_fn = torch.compile(self._observe, dynamic=False)
+            self._physics_fn = self._eager_on_failure(torch.compile(self._physics, dynamic=False), self._physics)
+            self._observe_fn = self._eager_on_failure(torch.compile(self._observe, dynamic=False), self._observe)
             self._threads = torch.get_num_threads() * 64  # no limit: the fused kernels use them well
 
         self.state: dict[str, Any] = {}
         self.kicking = o.zeros((N, num_envs), o.float)
         self.reset(seed=0)
+
+    def _eager_on_failure(self, compiled: Any, eager: Any) -> Any:
+        """`compiled`, but if a build fails (no C++ compiler, an inductor error) warn and run the
+        eager rules from then on, as the compiled bots do."""
+        def call(*args: Any) -> Any:
+            if not self._compile_failed:
+                try:
+                    return compiled(*args)
+                except Exception as err:
+                    warnings.warn(f"SoccerEngine: torch.compile failed ({type(err).__name__}: {err}); the rules "
+                                  "run eagerly", RuntimeWarning, stacklevel=4)
+                    self._compile_failed, self.ops.numpy_sqrt = True, True
+                    self._threads = max(1, 2 * self.num_agents * self.num_envs // _ELEMENTS_PER_THREAD)
+            return eager(*args)
+
+        return call
 
     # ------------------------------------------------------------------ helpers
     def _pair_sum(self, delta: Any) -> Any:

@@ -603,3 +603,20 @@ def test_compiled_env_follows_the_eager_rules():
         torch.testing.assert_close(rew_c, rew_e, rtol=0, atol=1e-4, msg=f"step {step}: rewards")
         resets += int(trunc_e.any())
     assert resets == 1
+
+
+def test_compiled_env_whose_build_fails_warns_and_runs_eagerly(monkeypatch):
+    """No C++ compiler (or an inductor error): a warning, then the eager rules, bit for bit."""
+    def broken(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    compiled, eager = (SoccerVecEnv(num_envs=8, team_size=2, compile=flag) for flag in (True, False))
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        obs = compiled.reset(seed=1)
+    assert torch.equal(obs, eager.reset(seed=1))
+    actions = torch.randint(0, 10, (8, 4), generator=torch.Generator().manual_seed(0))
+    for _ in range(5):
+        assert torch.equal(compiled.step(actions)[0], eager.step(actions)[0])  # numpy's sqrt again: exact

@@ -57,7 +57,7 @@ class SoccerTrainer(Trainer):
         if cfg.learner.uses_groups and cfg.groups.copies_matches and num_envs % cfg.group_size:
             raise ValueError(f"num_envs={cfg.num_envs} over {shard.world_size} processes gives {num_envs} matches "
                              f"each, not a multiple of group_size={cfg.group_size}: a group must stay on one process")
-        self.env = env = SoccerVecEnv(num_envs=num_envs, device=device, **cfg.env_kwargs())
+        self.env = env = SoccerVecEnv(num_envs=num_envs, device=device, compile=cfg.compile_env, **cfg.env_kwargs())
         # the fewest sequences a batch can have (a league's batch has blue's, plus red's against itself)
         sequences = num_envs * (env.num_agents if cfg.opponent == "self" else env.config.n_blue)
         if cfg.num_minibatches > sequences:
