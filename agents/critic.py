@@ -26,7 +26,7 @@ from torch import nn
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.envs.config import SoccerConfig
 
-from .policy import Tanh, _linear
+from .policy import Tanh, _linear, rows_in_chunks
 
 CRITIC_KINDS = ("decentralized", "centralized")
 
@@ -85,7 +85,7 @@ class SoccerCritic(nn.Module):
         normalisation is on; see `marl_grpo.rl.ppo`)."""
         if x.shape[-1] != self.input_dim:
             raise ValueError(f"{self.kind} critic expects inputs {self.input_dim} wide, got {x.shape[-1]}")
-        return self.net(x).squeeze(-1)
+        return rows_in_chunks(self.net, x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1])
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, input_dim={self.input_dim}, parameters={self.num_parameters()}"

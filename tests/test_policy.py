@@ -403,3 +403,29 @@ def test_fast_tanh_matches_torch_tanh_and_its_gradient():
     assert (x.grad - reference.grad).abs().max() < 1e-6
     with torch.no_grad():
         assert torch.equal(Tanh()(x), y.detach())  # the inference path computes the same numbers
+
+
+def test_big_no_grad_passes_run_in_chunks_with_the_same_values(monkeypatch):
+    """Without grad on the CPU, policy and critic run big batches chunk by chunk (cache-sized):
+    the same logits and values as one pass, to float rounding; with grad, one pass."""
+    import marl_grpo.agents.policy as policy_module
+    from marl_grpo.agents.critic import SoccerCritic
+
+    config = SoccerConfig(team_size=2)
+    policy, critic = SoccerPolicy(config, device="cpu"), SoccerCritic(config, device="cpu")
+    obs = torch.randn(5000, config.obs_dim, generator=torch.Generator().manual_seed(0))
+    inputs = torch.randn(50, 100, critic.input_dim, generator=torch.Generator().manual_seed(1))
+    calls = []
+    original = policy.head.forward
+    monkeypatch.setattr(policy.head, "forward", lambda x: calls.append(x.shape[0]) or original(x))
+    with torch.no_grad():
+        whole_logits, whole_values = policy(obs), critic(inputs)
+        monkeypatch.setattr(policy_module, "CHUNK_ROWS", 1024)
+        logits, values = policy(obs), critic(inputs)
+    assert calls == [5000, 1024, 1024, 1024, 1024, 904]
+    torch.testing.assert_close(logits, whole_logits, rtol=0, atol=1e-5)
+    torch.testing.assert_close(values, whole_values, rtol=0, atol=1e-5)
+    assert values.shape == (50, 100)
+    calls.clear()
+    policy(obs).sum().backward()  # with grad: one pass (the graph of a minibatch)
+    assert calls == [5000]
