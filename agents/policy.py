@@ -63,6 +63,8 @@ from marl_grpo.envs.config import MAX_TEAM_SIZE, NUM_ACTIONS, SoccerConfig
 
 ARCHS = ("mlp", "entity")
 POOLS = ("meanmax", "attention")
+
+
 class _SigmoidTanh(torch.autograd.Function):
     """tanh(x) = 2 sigmoid(2x) - 1, with tanh's own backward from the output: 1 - y^2."""
 

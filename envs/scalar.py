@@ -14,8 +14,8 @@ applies element by element (+, -, *, / on float32 scalars; sqrt computed in floa
 once to float32, which is correctly rounded since 53 >= 2 * 24 + 2, as numpy's float32 sqrt is);
 `maximum` / `minimum` pick the same operand numpy's SIMD loops pick, signed zeros included
 (`a if a > b else b`); Python float constants are cast to float32 where they meet a float32
-operand, as NumPy 2's weak scalars are (NEP 50). `tests/test_pettingzoo.py` checks the states
-bit for bit against the array code over whole matches.
+operand, as NumPy 2's weak scalars are (NEP 50). `tests/test_scalar.py` checks the states bit for
+bit (signed zeros included) against the array code, on random states and over whole matches.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-_F32, _I64 = np.float32, np.int64
+_F32 = np.float32
 
 # op -> template of the generated code over its argument names; constants fold through the same text
 _TEMPLATES = {
@@ -44,8 +44,8 @@ _TEMPLATES = {
     "take": "{0}[{1}]",
 }
 _NAMESPACE = {"_one": _F32(1.0), "_zero": _F32(0.0), "_minus_one": _F32(-1.0), "_f32": _F32, "_sqrt": math.sqrt}
-_KIND = {"add": None, "sub": None, "mul": None, "div": None, "neg": None, "max": None, "min": None, "abs": None,
-         "gt": "b", "lt": "b", "ge": "b", "le": "b", "eq": "b", "pos": "f", "sign": "f", "sqrt": "f",
+# the kind (f: float32, i: int, b: bool) of an op's result; the others keep their operands' kind
+_KIND = {"gt": "b", "lt": "b", "ge": "b", "le": "b", "eq": "b", "pos": "f", "sign": "f", "sqrt": "f",
          "float": "f", "int": "i"}
 
 
@@ -132,6 +132,8 @@ class _Tracer:
             return x
         if isinstance(x, (bool, np.bool_)):
             return self.const(x, "b")
+        if isinstance(x, np.generic) and like == "f" and x.dtype != np.float32:  # not a weak scalar
+            raise TypeError(f"a float32 traced value met the numpy scalar {x!r} (numpy would widen to float64)")
         if isinstance(x, (int, np.integer)):
             return self.const(x, "f" if like == "f" else "i")
         if isinstance(x, (float, np.floating)):

@@ -203,3 +203,20 @@ def test_bench_train_reports_update_cost(capsys, device):
         parts = sum(result[f"{k}_fraction"] for k in ("rollout", "advantages", "update"))
         assert parts == pytest.approx(1.0)
         assert result["learner_agent_steps_per_s"] == pytest.approx(result["agent_steps_per_s"] / 2)
+
+
+def test_bench_train_versus_eager_interleaves_the_eager_loop(capsys, monkeypatch):
+    """`--versus-eager` times the same loop with eager bots and env, iteration by iteration beside
+    the main one, and prints both (the bot build is faked here: the plumbing is under test)."""
+    import marl_grpo.agents.bots as bots
+    from marl_grpo.tools.bench import TrainBenchConfig, run_train_bench
+
+    monkeypatch.setattr(bots, "_compiled", lambda cls: cls.decide)
+    result = run_train_bench(TrainBenchConfig(iterations=2, versus_eager=True, train=TrainConfig(
+        num_envs=64, threads=1, update_epochs=1, device="cpu", seed=0, compile_bots=True)))
+    out = capsys.readouterr().out
+    assert "bots compiled, env eager (medians of 2 iterations)" in out
+    assert "the same loop with eager bots and env, interleaved" in out
+    assert result["eager_agent_steps_per_s"] > 0 and result["agent_steps_per_s"] > 0
+    with pytest.raises(ValueError, match="versus_eager compares against the eager bots and env"):
+        TrainBenchConfig(versus_eager=True).validate()

@@ -121,3 +121,5 @@ def test_tracing_rejects_data_dependent_branches_and_mixed_kinds():
         i[0] * 0.5
     assert (x[0] * 1.0) is x[0] and (x[0] * -1.0).op == "neg"  # exact simplifications only
     assert (tracer.const(2.0, "f") * 3.0).value == np.float32(6.0)  # constants fold
+    with pytest.raises(TypeError, match="float64"):
+        x[0] * np.float64(0.5)  # a numpy float64 scalar is not weak: numpy would widen the result

@@ -12,6 +12,7 @@ the median of the per-pair ratios, with its spread (the lowest and highest pair 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import statistics
 import time
@@ -252,52 +253,81 @@ class TrainBenchConfig:
     on a batch of num_envs matches x one segment; every `marl-grpo train` option applies."""
 
     iterations: int = 5
-    """timed iterations (after one warm-up iteration)"""
+    """timed iterations (after one warm-up iteration); the figures are their medians"""
+    versus_eager: bool = False
+    """also time the same loop with the bots and the env eager (a before/after of --compile-bots /
+    --compile-env), alternating iterations with the main one so that the machine's drift hits both"""
     train: tyro.conf.OmitArgPrefixes[TrainConfig] = field(default_factory=_bench_train_config)
     """the training settings (default: 1 epoch, CPU)"""
 
     def validate(self) -> None:
         self.train.validate()
         check_int(self, "iterations")
+        if self.versus_eager and not (self.train.compile_bots or self.train.compile_env):
+            raise ValueError("versus_eager compares against the eager bots and env: turn on --compile-bots "
+                             "and/or --compile-env")
+
+
+def _timed_iteration(trainer: SoccerTrainer, cfg: TrainConfig) -> dict[str, float]:
+    """Seconds of one iteration's rollout, advantages and update."""
+    marks = [time.perf_counter()]
+    segment = trainer.collect()
+    marks.append(time.perf_counter())
+    batch, _ = trainer.advantages(segment)
+    marks.append(time.perf_counter())
+    policy_update(batch, trainer.optimizer, trainer.parameters, cfg)
+    _sync(trainer.env.device)
+    marks.append(time.perf_counter())
+    return {key: b - a for key, a, b in zip(("rollout", "advantages", "update"), marks, marks[1:])}
 
 
 def run_train_bench(cfg: TrainBenchConfig) -> dict[str, float]:
     """Print and return agent-steps/s of the whole GRPO or PPO iteration, its parts, and the time
-    of one update (advantages + all minibatch steps) for the batch."""
+    of one update (advantages + all minibatch steps) for the batch: medians over the iterations.
+    With `versus_eager`, also those of the same loop with eager bots and env, interleaved."""
     train_cfg = cfg.train
     torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
-    trainer = SoccerTrainer(train_cfg, resolve_device(train_cfg.device), None)
-    env = trainer.env
-    times = {"rollout": 0.0, "advantages": 0.0, "update": 0.0}
+    device = resolve_device(train_cfg.device)
+    configs = {"main": train_cfg}
+    if cfg.versus_eager:
+        configs["eager"] = dataclasses.replace(train_cfg, compile_bots=False, compile_env=False)
+    trainers = {name: SoccerTrainer(c, device, None) for name, c in configs.items()}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trainers}
     for i in range(cfg.iterations + 1):
-        marks = [time.perf_counter()]
-        segment = trainer.collect()
-        marks.append(time.perf_counter())
-        batch, _ = trainer.advantages(segment)
-        marks.append(time.perf_counter())
-        policy_update(batch, trainer.optimizer, trainer.parameters, train_cfg)
-        _sync(env.device)
-        marks.append(time.perf_counter())
-        if i:  # the first iteration is the warm-up
-            for key, a, b in zip(times, marks, marks[1:]):
-                times[key] += b - a
-    env_steps = cfg.iterations * train_cfg.env_steps_per_iteration
-    agent_steps = env_steps * env.num_agents
-    learner_steps = env_steps * trainer.collector.controlled.numel()
+        for name, trainer in trainers.items():  # interleaved: main, eager, main, eager, ...
+            timed = _timed_iteration(trainer, configs[name])
+            if i:  # the first iteration is the warm-up (and the compiled builds)
+                runs[name].append(timed)
+    trainer, env = trainers["main"], trainers["main"].env
+    agent_steps = train_cfg.env_steps_per_iteration * env.num_agents
+    learner_steps = train_cfg.env_steps_per_iteration * trainer.collector.controlled.numel()
+
+    def medians(name: str) -> dict[str, float]:
+        return {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]}
+
+    times = medians("main")
     total = sum(times.values())
-    update_ms = 1e3 * (times["advantages"] + times["update"]) / cfg.iterations
+    update_ms = 1e3 * (times["advantages"] + times["update"])
     counts = trainer.learner.num_parameters()
     result = {"agent_steps_per_s": agent_steps / total, "learner_agent_steps_per_s": learner_steps / total,
               "update_ms": update_ms, **counts, **{f"{k}_fraction": v / total for k, v in times.items()}}
     print(f"{train_cfg.algo.upper()} loop, {train_cfg.team_size}v{train_cfg.team_size} vs {train_cfg.opponent}, "
           f"{train_cfg.num_envs} matches x {train_cfg.segment_len} steps, {trainer.learner.describe()}, "
-          f"{train_cfg.update_epochs} epoch(s), {torch.get_num_threads()} threads, {train_cfg.arch}:")
+          f"{train_cfg.update_epochs} epoch(s), {torch.get_num_threads()} threads, {train_cfg.arch}, "
+          f"bots {'compiled' if train_cfg.compile_bots else 'eager'}, env {'compiled' if train_cfg.compile_env else 'eager'} "
+          f"(medians of {cfg.iterations} iterations):")
     print(f"  {result['agent_steps_per_s'] / 1e3:.0f}k agent-steps/s (all {env.num_agents} players), "
           f"{result['learner_agent_steps_per_s'] / 1e3:.0f}k learner agent-steps/s; time split: "
           + ", ".join(f"{k} {v / total:.0%}" for k, v in times.items()))
     print(f"  update (advantages + {train_cfg.update_epochs * train_cfg.num_minibatches} minibatch steps): "
           f"{update_ms:.0f} ms per iteration; parameters: "
           + ", ".join(f"{k.split('_')[0]} {v}" for k, v in counts.items()))
+    if cfg.versus_eager:
+        eager = medians("eager")
+        result["eager_agent_steps_per_s"] = agent_steps / sum(eager.values())
+        print(f"  the same loop with eager bots and env, interleaved: {result['eager_agent_steps_per_s'] / 1e3:.0f}k "
+              f"agent-steps/s (rollout {1e3 * eager['rollout']:.0f} ms against {1e3 * times['rollout']:.0f} ms): "
+              f"{result['agent_steps_per_s'] / result['eager_agent_steps_per_s']:.2f}x")
     _print_peak_memory(env.device)
     return result
