@@ -65,12 +65,17 @@ ARCHS = ("mlp", "entity")
 POOLS = ("meanmax", "attention")
 
 
+def _sigmoid_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh(x) = 2 sigmoid(2x) - 1 (one new tensor, then in place)."""
+    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+
+
 class _SigmoidTanh(torch.autograd.Function):
-    """tanh(x) = 2 sigmoid(2x) - 1, with tanh's own backward from the output: 1 - y^2."""
+    """`_sigmoid_tanh`, with tanh's own backward from the output: 1 - y^2."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+        y = _sigmoid_tanh(x)
         ctx.save_for_backward(y)
         return y
 
@@ -93,7 +98,7 @@ class Tanh(nn.Module):
             return torch.tanh(x)
         if torch.is_grad_enabled() and x.requires_grad:
             return _SigmoidTanh.apply(x)
-        return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+        return _sigmoid_tanh(x)
 
 
 CHUNK_ROWS = 8192

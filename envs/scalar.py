@@ -258,23 +258,15 @@ class TraceOps:
     def where(self, cond: Any, a: Any, b: Any) -> _SymArray:
         return self._wrap(self._where(cond, a, b))
 
-    def to_float(self, x: Any) -> _SymArray:
-        return self._wrap(self._unary["float"](x))
+    def _elementwise(op: str) -> Callable[[TraceOps, Any], _SymArray]:  # a method factory, deleted below
+        def method(self: TraceOps, x: Any) -> _SymArray:
+            return self._wrap(self._unary[op](x))
 
-    def to_int(self, x: Any) -> _SymArray:
-        return self._wrap(self._unary["int"](x))
+        return method
 
-    def positive(self, x: Any) -> _SymArray:
-        return self._wrap(self._unary["pos"](x))
-
-    def sign(self, x: Any) -> _SymArray:
-        return self._wrap(self._unary["sign"](x))
-
-    def abs(self, x: Any) -> _SymArray:
-        return self._wrap(self._unary["abs"](x))
-
-    def sqrt(self, x: Any) -> _SymArray:
-        return self._wrap(self._unary["sqrt"](x))
+    to_float, to_int, positive = _elementwise("float"), _elementwise("int"), _elementwise("pos")
+    sign, abs, sqrt = _elementwise("sign"), _elementwise("abs"), _elementwise("sqrt")
+    del _elementwise
 
 
 def _emit(tracer: _Tracer, inputs: list[str], outputs: list[_Sym]) -> Callable:
@@ -323,8 +315,17 @@ def _emit(tracer: _Tracer, inputs: list[str], outputs: list[_Sym]) -> Callable:
 
 
 _CACHE: dict[tuple[str, str], Any] = {}
-_STATE = (("x", "f"), ("y", "f"), ("vx", "f"), ("vy", "f"),
-          ("bx", "f"), ("by", "f"), ("bvx", "f"), ("bvy", "f"))  # the engine's state, as its methods take it
+
+
+def _state_inputs(N: int) -> list[tuple[str, tuple[int, ...], str]]:
+    """The traced inputs of the motion state, as `_physics` and `_observe` take it: the players'
+    x, y, vx, vy [N, 1] and the ball's [1]."""
+    return [(name, (N, 1), "f") for name in ("x", "y", "vx", "vy")] + [(name, (1,), "f") for name in ("bx", "by", "bvx", "bvy")]
+
+
+def _state_scalars(x: Any, y: Any, vx: Any, vy: Any, bx: Any, by: Any, bvx: Any, bvy: Any) -> list:
+    """The numpy float32 scalars of those arrays, in `_state_inputs`' order."""
+    return [*x.ravel(), *y.ravel(), *vx.ravel(), *vy.ravel(), bx[0], by[0], bvx[0], bvy[0]]
 
 
 def _generate(engine: Any, method: str, inputs: list[tuple[str, tuple[int, ...], str]],
@@ -363,14 +364,12 @@ def scalar_physics(engine: Any) -> Callable:
             names.extend(components)
             return [x, y, vx, vy, kicking, rewards, *components.values(), bx, by, bvx, bvy, goals], [last]
 
-        inputs = [("a", (N, 1), "i")] + [(n, (N, 1) if k < 4 else (1,), f) for k, (n, f) in enumerate(_STATE)]
-        fn = _generate(engine, "_physics", inputs + [("last", (1,), "i")], flatten)
+        fn = _generate(engine, "_physics", [("a", (N, 1), "i"), *_state_inputs(N), ("last", (1,), "i")], flatten)
         per_agent = 6 + len(names)
         total = per_agent * N + 6
 
         def physics(a, x, y, vx, vy, bx, by, bvx, bvy, last_touch):
-            out = fn(*a.ravel().tolist(), *x.ravel(), *y.ravel(), *vx.ravel(), *vy.ravel(),
-                     bx[0], by[0], bvx[0], bvy[0], int(last_touch[0]))
+            out = fn(*a.ravel().tolist(), *_state_scalars(x, y, vx, vy, bx, by, bvx, bvy), int(last_touch[0]))
             flat = np.array(out[:total], dtype=np.float32)
             x, y, vx, vy, kicking, rewards, *components = flat[: per_agent * N].reshape(per_agent, N, 1)
             bx, by, bvx, bvy = flat[per_agent * N : total - 2].reshape(4, 1)
@@ -388,13 +387,11 @@ def scalar_observe(engine: Any) -> Callable:
     key = ("observe", repr(engine.config))
     if key not in _CACHE:
         N = engine.num_agents
-        inputs = [(n, (N, 1) if k < 4 else (1,), f) for k, (n, f) in enumerate(_STATE)]
-        fn = _generate(engine, "_observe", inputs + [("t", (1,), "i"), ("score", (1, 2), "i")],
+        fn = _generate(engine, "_observe", [*_state_inputs(N), ("t", (1,), "i"), ("score", (1, 2), "i")],
                        lambda features: ([features], []))
 
         def observe(x, y, vx, vy, bx, by, bvx, bvy, t, score):
-            out = fn(*x.ravel(), *y.ravel(), *vx.ravel(), *vy.ravel(), bx[0], by[0], bvx[0], bvy[0],
-                     *t.tolist(), *score.ravel().tolist())
+            out = fn(*_state_scalars(x, y, vx, vy, bx, by, bvx, bvy), *t.tolist(), *score.ravel().tolist())
             return np.array(out, dtype=np.float32)[:, None]
 
         observe.source = fn.source  # type: ignore[attr-defined]

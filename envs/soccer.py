@@ -170,7 +170,7 @@ class SoccerEngine:
                                              dtype=np.float32)[:, None], o.float)
         self._ones = o.asarray(np.ones((1, num_envs)), o.float)
 
-        self._threads = max(1, 2 * N * num_envs // _ELEMENTS_PER_THREAD)
+        self._threads = self._eager_threads()
         self._physics_fn, self._observe_fn = self._physics, self._observe
         self._compile_failed = False
         if backend == "numpy" and num_envs == 1 and N <= _SCALAR_MAX_AGENTS:
@@ -195,6 +195,10 @@ class SoccerEngine:
         self.kicking = o.zeros((N, num_envs), o.float)
         self.reset(seed=0)
 
+    def _eager_threads(self) -> int:
+        """CPU threads for the eager rules: one per `_ELEMENTS_PER_THREAD` elements of [2, N, B]."""
+        return max(1, 2 * self.num_agents * self.num_envs // _ELEMENTS_PER_THREAD)
+
     def _eager_on_failure(self, compiled: Any, eager: Any) -> Any:
         """`compiled`, but if a build fails (no C++ compiler, an inductor error) warn and run the
         eager rules from then on, as the compiled bots do."""
@@ -206,7 +210,7 @@ class SoccerEngine:
                     warnings.warn(f"SoccerEngine: torch.compile failed ({type(err).__name__}: {err}); the rules "
                                   "run eagerly", RuntimeWarning, stacklevel=4)
                     self._compile_failed, self.ops.numpy_sqrt = True, True
-                    self._threads = max(1, 2 * self.num_agents * self.num_envs // _ELEMENTS_PER_THREAD)
+                    self._threads = self._eager_threads()
             return eager(*args)
 
         return call

@@ -223,8 +223,7 @@ PRESETS: dict[str, TrainConfig] = {
     # best of the mixes measured in the README, level with plain self-play at equal minutes)
     "league-2v2": TrainConfig(name="league-2v2", opponent="league", total_env_steps=100_000_000, max_minutes=15.0,
                               eval_every=50, compile_bots=True, compile_env=True, league_snapshot_every=50,
-                              league_latest_ratio=0.45,
-                              league_anchor_ratio=0.3),
+                              league_latest_ratio=0.45, league_anchor_ratio=0.3),
     # one entity-encoder policy
     "entity": TrainConfig(name="entity", arch="entity"),
     # the smallest real run, for tests
