@@ -24,6 +24,15 @@ def test_mean_ci_is_the_student_t_interval():
     assert mean_ci(np.array([0.4]))[1] == 0.0
 
 
+def test_the_comparison_keeps_the_learning_rate_both_algorithms_were_measured_with():
+    """The GRPO presets learn at 6e-3, `ppo-2v2` and the README's GRPO-vs-PPO comparison at 1e-3:
+    `compare` must not hand PPO the GRPO preset's rate."""
+    assert {PRESETS[name].learning_rate for name in ("quick", "2v2", "selfplay", "league-2v2")} == {6e-3}
+    assert PRESETS["ppo-2v2"].learning_rate == 1e-3
+    runs = run_configs(compare_preset("2v2"))
+    assert {r.algo for r in runs} == {"grpo", "ppo"} and {r.learning_rate for r in runs} == {1e-3}
+
+
 def test_run_configs_share_settings_and_apply_per_algorithm_options(tmp_path):
     cfg = compare_preset("tiny")
     cfg.train.log_dir = str(tmp_path)
