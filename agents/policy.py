@@ -404,15 +404,13 @@ class SoccerPolicy(nn.Module):
         obs = self._as_obs(obs)
         width = obs.shape[-1]
         rows = obs.reshape(-1, width)
-        if self.arch == "mlp":
-            if width != self.obs_dim:
-                raise ValueError(
-                    f"observation width {width} does not match this MLP policy's obs_dim {self.obs_dim} "
-                    "(another team size?); an MLP plays only the layout it was built for, arch='entity' plays any"
-                )
-            logits = rows_in_chunks(lambda x: self.head(self.body(x)), rows)
-        else:
-            logits = rows_in_chunks(lambda x: self.head(self._entity_features(x)), rows)
+        if self.arch == "mlp" and width != self.obs_dim:
+            raise ValueError(
+                f"observation width {width} does not match this MLP policy's obs_dim {self.obs_dim} "
+                "(another team size?); an MLP plays only the layout it was built for, arch='entity' plays any"
+            )
+        features = self.body if self.arch == "mlp" else self._entity_features
+        logits = rows_in_chunks(lambda x: self.head(features(x)), rows)
         return logits.reshape(*obs.shape[:-1], NUM_ACTIONS)
 
     def _parse(self, width: int) -> _Parsed:

@@ -207,7 +207,7 @@ class TrainConfig(RunConfig):
                 "reward_dist_to_ball": self.reward_dist_to_ball}
 
 
-FAST_LR = 6e-3
+GRPO_PRESET_LR = 6e-3
 """learning rate of the GRPO presets `quick`, `2v2`, `selfplay` and `league-2v2` (README, Results:
 about +100 Elo over 1e-3 in 15 minutes for bot training, self-play and the league alike, and
 +8 points of wins against the team bot in `quick`'s 3M steps); PPO's `ppo-2v2` keeps 1e-3"""
@@ -215,23 +215,23 @@ about +100 Elo over 1e-3 in 15 minutes for bot training, self-play and the leagu
 PRESETS: dict[str, TrainConfig] = {
     # the README's first command: a couple of minutes on 2 CPU cores
     "quick": TrainConfig(name="quick", total_env_steps=3_000_000, eval_every=10, eval_matches=32, save_every=10,
-                         learning_rate=FAST_LR),
+                         learning_rate=GRPO_PRESET_LR),
     # the learning benchmark: 2v2 against the positional team bot, 15 minutes on 2 cores. Learning
     # rate 6e-3 (annealed over the 15 minutes): 90% wins against the team bot where 1e-3 plateaued
     # near 83%; the updates stay small (approx KL ~0.003 per iteration, ~2% of ratios clipped)
     "2v2": TrainConfig(name="2v2", total_env_steps=100_000_000, max_minutes=15.0, eval_every=50, compile_bots=True,
-                       compile_env=True, learning_rate=FAST_LR),
+                       compile_env=True, learning_rate=GRPO_PRESET_LR),
     # the PPO-with-critic baseline on the same benchmark (4 epochs: PPO's best in a small sweep)
     "ppo-2v2": TrainConfig(name="ppo-2v2", algo="ppo", update_epochs=4, total_env_steps=100_000_000,
                            max_minutes=15.0, eval_every=50, compile_bots=True, compile_env=True),
     # self-play, both sides learn
-    "selfplay": TrainConfig(name="selfplay", opponent="self", learning_rate=FAST_LR),
+    "selfplay": TrainConfig(name="selfplay", opponent="self", learning_rate=GRPO_PRESET_LR),
     # the self-play league, 15 minutes on 2 cores: 45% of the matches against itself, 30% against
     # the team and chaser bots (PFSP between them), 25% against its past snapshots (the
     # best of the mixes measured in the README, level with plain self-play at equal minutes)
     "league-2v2": TrainConfig(name="league-2v2", opponent="league", total_env_steps=100_000_000, max_minutes=15.0,
                               eval_every=50, compile_bots=True, compile_env=True, league_snapshot_every=50,
-                              league_latest_ratio=0.45, league_anchor_ratio=0.3, learning_rate=FAST_LR),
+                              league_latest_ratio=0.45, league_anchor_ratio=0.3, learning_rate=GRPO_PRESET_LR),
     # one entity-encoder policy
     "entity": TrainConfig(name="entity", arch="entity"),
     # the smallest real run, for tests
