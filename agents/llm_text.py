@@ -22,8 +22,10 @@ A 2v2 soccer prompt reads::
     southwest south southeast kick . answer with one action word . action :
 
 and the answer is one action word (then end-of-sequence, unless generation stops after one token).
-`parse_answer` is strict: the answer, stripped of surrounding white space, must be exactly one
-allowed word, else it is invalid.
+`parse_answer` reads it under one of the `ANSWER_FORMATS`: ``word`` (strict: the answer,
+stripped of surrounding white space, must be exactly one allowed word, else it is invalid),
+``lenient``, ``tag`` or ``choice``. `TextFormat` bundles the answer words, the answer format and
+how a chat model sees the prompt (its chat template and system prompt).
 
 Every sentence is a template of `TEMPLATES` whose fields take values from `FIELD_VALUES` only
 (checked as each prompt is built), so `vocabulary()` derives the complete word list from the
@@ -33,8 +35,11 @@ renderer itself and cannot drift from it.
 from __future__ import annotations
 
 import math
+import re
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -226,27 +231,141 @@ def render_direction(obs: torch.Tensor | np.ndarray, config: SoccerConfig) -> tu
 
 # --------------------------------------------------------------------------- answers
 
+ANSWER_FORMATS = ("word", "lenient", "tag", "choice")
+"""how a completion is read as an answer (`parse_answer`):
 
-def parse_answer(text: str, allowed: Sequence[str] = ACTION_WORDS) -> int | None:
-    """Strict parser: the index of `text` in `allowed`, or None when the answer is malformed.
+- ``word``: strict, the completion (special tokens kept) stripped of surrounding white space is
+  exactly one allowed word (the tiny presets' format);
+- ``lenient``: the first allowed word in the text, ignoring case, punctuation and markdown
+  (`find_word`);
+- ``tag``: free text (reasoning) then ``<action>word</action>``; the last such tag counts, and
+  its content must be exactly one allowed word up to case, punctuation and markdown;
+- ``choice``: constrained decoding (`marl_grpo.agents.llm.ChoiceConstraint`) so that the
+  completion can only be one allowed word (then EOS); read as ``word`` once special tokens are
+  removed.
+"""
 
-    The answer (the completion up to its end-of-sequence token) must be exactly one allowed
-    word once surrounding white space is stripped: no other word, punctuation or capitals.
+FORMAT_INSTRUCTIONS: dict[str, str] = {
+    "word": "Answer with exactly one word from this list, and nothing else: {answers}.",
+    "lenient": "Answer with one word from this list: {answers}.",
+    "tag": "Think briefly, then give your answer as <action>word</action>, where word is one of: {answers}.",
+    "choice": "Answer with exactly one word from this list, and nothing else: {answers}.",
+}
+"""the answer format's instruction, ``{format}`` of the system prompt"""
+
+DEFAULT_SYSTEM_PROMPT = "You are playing a soccer game through text. {format}"
+"""the system prompt of chat-template prompts: ``{format}`` becomes the answer format's instruction
+(`FORMAT_INSTRUCTIONS`), ``{answers}`` the allowed words separated by spaces"""
+
+_NON_LETTERS = re.compile(r"[^a-z]+")
+_COMPOUND = re.compile(r"\b(north|south)[ \t_-]*(east|west)\b")
+_TAG = re.compile(r"<action>(.*?)</action>", re.IGNORECASE | re.DOTALL)
+
+
+def _words(text: str) -> list[str]:
+    """Lower-cased words of `text`: compass compounds written apart (``north east``, ``North-East``,
+    ``south_west``) are joined, then every run of non-letters (punctuation, digits, markdown,
+    white space) separates words."""
+    return _NON_LETTERS.sub(" ", _COMPOUND.sub(r"\1\2", text.lower())).split()
+
+
+def find_word(text: str, allowed: Sequence[str] = ACTION_WORDS) -> int | None:
+    """Lenient parser: the index in `allowed` of the first word of `text` (`_words`: lower-cased,
+    compass compounds joined, split on anything that is not a letter) that is an allowed word;
+    None when there is none. ``**East**.``, ``Action: east`` and ``I'd go north-east`` all parse
+    (east, east, northeast); ``eastward`` and ``northeastern`` are not words of the list."""
+    for word in _words(text):
+        if word in allowed:
+            return allowed.index(word)
+    return None
+
+
+def parse_answer(text: str, allowed: Sequence[str] = ACTION_WORDS, answer_format: str = "word") -> int | None:
+    """The index in `allowed` of the answer in `text` under `answer_format` (`ANSWER_FORMATS`), or
+    None when the answer is malformed.
+
+    ``word`` and ``choice`` are strict: the answer (the completion up to its end-of-sequence
+    token), stripped of surrounding white space, must be exactly one allowed word, with no other
+    word, punctuation or capitals. ``lenient`` is `find_word`. ``tag`` reads the last
+    ``<action>...</action>`` (tag names in any case) and needs its content to be exactly one allowed
+    word once lower-cased and stripped of punctuation and markdown (``<action> **East** </action>``
+    is east; ``<action>go east</action>`` is malformed).
     """
-    word = text.strip()
-    return allowed.index(word) if word in allowed else None
+    if answer_format in ("word", "choice"):
+        word = text.strip()
+        return allowed.index(word) if word in allowed else None
+    if answer_format == "lenient":
+        return find_word(text, allowed)
+    if answer_format == "tag":
+        tags = _TAG.findall(text)
+        words = _words(tags[-1]) if tags else []
+        return allowed.index(words[0]) if len(words) == 1 and words[0] in allowed else None
+    raise ValueError(f"answer_format={answer_format!r} is invalid: expected one of {ANSWER_FORMATS}")
 
 
-def parse_answers(texts: Sequence[str], allowed: Sequence[str] = ACTION_WORDS) -> tuple[torch.Tensor, torch.Tensor]:
+def parse_answers(texts: Sequence[str], allowed: Sequence[str] = ACTION_WORDS,
+                  answer_format: str = "word") -> tuple[torch.Tensor, torch.Tensor]:
     """Parse a batch: `(index int64 [S], valid bool [S])`; invalid answers get index 0 (stay)."""
-    parsed = [parse_answer(t, allowed) for t in texts]
+    parsed = [parse_answer(t, allowed, answer_format) for t in texts]
     index = torch.tensor([0 if p is None else p for p in parsed], dtype=torch.long)
     valid = torch.tensor([p is not None for p in parsed], dtype=torch.bool)
     return index, valid
 
 
+CHAT_TEMPLATE_MODES = ("auto", "on", "off")
+"""``auto``: wrap prompts in the tokenizer's chat template when it has one; ``on``: always (a
+tokenizer without one is an error); ``off``: plain text, as the tiny word-level model is trained"""
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How prompts are presented to a model and how its completions are read.
+
+    Args:
+        answers: the allowed answer words, in action order (`ACTION_WORDS`, `DIRECTION_ANSWERS`).
+        answer_format: one of `ANSWER_FORMATS`.
+        chat_template: one of `CHAT_TEMPLATE_MODES`.
+        system_prompt: the system message under the chat template (empty: none), with the
+            placeholders of `DEFAULT_SYSTEM_PROMPT`; unused without the chat template.
+    """
+
+    answers: tuple[str, ...] = ACTION_WORDS
+    answer_format: str = "word"
+    chat_template: str = "off"
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+    def __post_init__(self) -> None:
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"answer_format={self.answer_format!r} is invalid: expected one of {ANSWER_FORMATS}")
+        if self.chat_template not in CHAT_TEMPLATE_MODES:
+            raise ValueError(f"chat_template={self.chat_template!r} is invalid: expected one of {CHAT_TEMPLATE_MODES}")
+        object.__setattr__(self, "answers", tuple(self.answers))
+
+    @classmethod
+    def from_config(cls, cfg: Any, answers: Sequence[str]) -> TextFormat:
+        """The format of a run config (an `LLMConfig`, or its dict as saved in ``llm_config.json``);
+        fields it lacks (a checkpoint from before these options) take today's defaults."""
+        get = cfg.get if isinstance(cfg, dict) else lambda name, default: getattr(cfg, name, default)
+        return cls(tuple(answers), get("answer_format", "word"), get("chat_template", "auto"),
+                   get("system_prompt", DEFAULT_SYSTEM_PROMPT))
+
+    def system_message(self) -> str:
+        """The system prompt with its placeholders filled ("" = no system message)."""
+        instruction = FORMAT_INSTRUCTIONS[self.answer_format]
+        fill_in = lambda s: s.replace("{answers}", " ".join(self.answers))  # noqa: E731
+        return fill_in(self.system_prompt.replace("{format}", instruction))
+
+    def parse(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`parse_answers` of `texts` under this format: `(index [S], valid [S])`."""
+        return parse_answers(texts, self.answers, self.answer_format)
+
+
 __all__ = [
     "ACTION_WORDS",
+    "ANSWER_FORMATS",
+    "CHAT_TEMPLATE_MODES",
+    "DEFAULT_SYSTEM_PROMPT",
+    "FORMAT_INSTRUCTIONS",
     "COMPASS",
     "DIRECTION_ANSWERS",
     "FIELD_VALUES",
@@ -254,9 +373,11 @@ __all__ = [
     "TEMPLATES",
     "compass",
     "fill",
+    "find_word",
     "parse_answer",
     "parse_answers",
     "render_direction",
     "render_soccer",
+    "TextFormat",
     "vocabulary",
 ]
