@@ -1,0 +1,140 @@
+"""Closed-loop evaluation of an LLM line-up: whole matches in which the LLM plays some blue seats.
+
+    result = evaluate_lineup(player, seats=[0], env_kwargs={"team_size": 2, "max_cycles": 300},
+                             teammates="team", opponent="team", matches=200)
+
+Blue is the LLM in `seats` (a `LLMPlayer`, one batched generation per decision step over every
+match and seat) and the `teammates` bot in the other blue seats; red is the `opponent` bot. With
+no player, the teammates bot plays the LLM's seats too: the baseline line-up, on the same seeds.
+Match i uses env seed `seed + i`; each match counts once, at its first end.
+
+The rates come with 95% Wilson score intervals, and the mean goal difference with a 95%
+percentile bootstrap interval over matches (see `wilson_interval`, `bootstrap_mean_interval`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from marl_grpo.agents import make_bot
+from marl_grpo.agents.llm_player import LLMPlayer
+from marl_grpo.envs import SoccerVecEnv
+from marl_grpo.run.files import EVAL_SEED
+
+Z95 = 1.959963984540054
+"""the 97.5% quantile of the standard normal: two-sided 95% intervals"""
+BOOTSTRAP_RESAMPLES = 2000
+"""resamples of the goal-difference bootstrap"""
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (Wilson 1927, "Probable inference, the law
+    of succession, and statistical inference", JASA 22(158)), as recommended over the normal
+    (Wald) interval by Brown, Cai & DasGupta 2001 ("Interval estimation for a binomial
+    proportion", Statist. Sci. 16(2)): it stays inside [0, 1] and keeps its coverage near 0 and 1.
+
+        centre = (p + z^2 / 2n) / (1 + z^2 / n),  half = z / (1 + z^2 / n) sqrt(p (1 - p) / n + z^2 / 4n^2)
+    """
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"successes={successes}, trials={trials}: expected 0 <= successes <= trials and trials >= 1")
+    p, n = successes / trials, trials
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap_mean_interval(values: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES,
+                            level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` [M] (Efron & Tibshirani 1993, "An
+    Introduction to the Bootstrap", ch. 13): the matches are resampled with replacement
+    `resamples` times and the (1 - level) / 2 tails of the resampled means cut off."""
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+    low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
+@torch.no_grad()
+def evaluate_lineup(player: LLMPlayer | None, seats: list[int], env_kwargs: dict[str, Any], teammates: str = "team",
+                    opponent: str = "team", strength: float = 1.0, matches: int = 200, seed: int = EVAL_SEED,
+                    device: Any = "cpu") -> dict[str, float]:
+    """Play `matches` matches of the line-up (module docstring) and return the figures.
+
+    Keys: ``eval/win_rate``, ``eval/draw_rate``, ``eval/loss_rate`` each with ``_low`` / ``_high``
+    (95% Wilson), ``eval/wins`` / ``draws`` / ``losses`` (counts), ``eval/goal_diff`` (mean per
+    match) with ``_low`` / ``_high`` (95% bootstrap), ``eval/goals_for``, ``eval/goals_against``,
+    ``eval/matches``, ``eval/seconds`` (wall time of the loop); with a player also
+    ``llm/decisions`` (answers), ``llm/generate_calls``, ``llm/invalid_frac`` and
+    ``llm/decisions_per_s`` (answers per second of the player's own time: rendering,
+    generation, parsing).
+    """
+    env = SoccerVecEnv(num_envs=matches, device=device, **env_kwargs)
+    config, n_blue = env.config, env.config.n_blue
+    if not seats or any(not 0 <= s < n_blue for s in seats):
+        raise ValueError(f"seats {seats} are not blue player columns of a {config.n_blue}v{config.n_red} match")
+    mates = make_bot(teammates, config, strength=1.0, seed=seed + 1, device=device)
+    others = make_bot(opponent, config, strength=strength, seed=seed, device=device)
+    seat_index = torch.tensor(seats, device=env.device)
+    before = (player.decisions, player.invalid, player.generate_calls, player.seconds) if player else None
+    if player is not None:
+        player.reset()
+    ended = torch.zeros(matches, dtype=torch.bool, device=env.device)
+    score = torch.zeros(matches, 2, dtype=torch.long, device=env.device)
+    start = time.perf_counter()
+    obs = env.reset(seed=seed)
+    for _ in range(config.max_cycles):
+        actions = torch.cat([mates.act(obs)[:, :n_blue], others.act(obs)[:, n_blue:]], 1)
+        if player is not None:
+            actions[:, seat_index] = player.act(obs[:, seat_index])
+        obs, _, terminated, truncated, infos = env.step(actions)
+        new = (terminated | truncated) & ~ended
+        score = torch.where(new[:, None], infos["final_score"].long(), score)
+        ended |= new
+        if bool(ended.all()):
+            break
+    seconds = time.perf_counter() - start
+    env.close()
+    score = score.cpu().numpy()
+    diff = score[:, 0] - score[:, 1]
+    out: dict[str, float] = {"eval/matches": float(matches), "eval/seconds": seconds}
+    for key, counted, hit in (("win", "wins", diff > 0), ("draw", "draws", diff == 0), ("loss", "losses", diff < 0)):
+        count = int(hit.sum())
+        low, high = wilson_interval(count, matches)
+        out.update({f"eval/{counted}": float(count),
+                    f"eval/{key}_rate": count / matches, f"eval/{key}_rate_low": low, f"eval/{key}_rate_high": high})
+    low, high = bootstrap_mean_interval(diff, seed)
+    out.update({"eval/goal_diff": float(diff.mean()), "eval/goal_diff_low": low, "eval/goal_diff_high": high,
+                "eval/goals_for": float(score[:, 0].mean()), "eval/goals_against": float(score[:, 1].mean())})
+    if player is not None:
+        decisions, invalid, calls, spent = (now - then for now, then in zip(
+            (player.decisions, player.invalid, player.generate_calls, player.seconds), before))
+        out.update({"llm/decisions": float(decisions), "llm/generate_calls": float(calls),
+                    "llm/invalid_frac": invalid / decisions if decisions else 0.0,
+                    "llm/decisions_per_s": decisions / spent if spent > 0 else 0.0})
+    return out
+
+
+def format_result(result: dict[str, float]) -> str:
+    """The figures of `evaluate_lineup` as a few lines of text."""
+    def rate(key: str) -> str:
+        return (f"{key} {result[f'eval/{key}_rate']:.1%} [{result[f'eval/{key}_rate_low']:.1%}, "
+                f"{result[f'eval/{key}_rate_high']:.1%}]")
+
+    lines = [f"  {rate('win')}  {rate('draw')}  {rate('loss')}",
+             f"  goal difference {result['eval/goal_diff']:+.2f} per match [{result['eval/goal_diff_low']:+.2f}, "
+             f"{result['eval/goal_diff_high']:+.2f}]  (95% intervals: Wilson for rates, bootstrap for goals)"]
+    if "llm/decisions" in result:
+        lines.append(f"  LLM: {result['llm/decisions']:.0f} decisions in {result['llm/generate_calls']:.0f} batched "
+                     f"calls, {result['llm/decisions_per_s']:.1f} decisions/s, invalid answers "
+                     f"{result['llm/invalid_frac']:.1%} (played stay); {result['eval/seconds']:.1f} s in all")
+    return "\n".join(lines)
+
+
+__all__ = ["bootstrap_mean_interval", "evaluate_lineup", "format_result", "wilson_interval"]
