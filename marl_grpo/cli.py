@@ -4,6 +4,7 @@
     marl-grpo train --algo ppo [--critic centralized] ...           the PPO-with-critic baseline
     marl-grpo compare [--name 2v2] [--seeds 3] [--jobs 2]           GRPO vs PPO over seeds (runs/compare-<name>/)
     marl-grpo llm [--preset tiny] [--model PATH] ...                a language model plays, trained by GRPO
+    marl-grpo fetch-model smollm2-135m-instruct [--out DIR]         a real instruct model, as models/<name>/
     marl-grpo eval CHECKPOINT [--opponent team] [--matches 200]     win/draw/loss against a bot
     marl-grpo watch CHECKPOINT [--record match.gif]                 play a match in a window
     marl-grpo play CHECKPOINT [--player blue_0] [--opponent team]   you play one player with the keyboard
@@ -69,6 +70,19 @@ def _llm(argv: list[str]) -> None:
     else:
         print(f"nothing to do: the run is already at iteration {result['iteration']} of {cfg.total_iterations}")
     print(f"TensorBoard logs and Hugging Face checkpoint in {result['run_dir']}")
+    if "merged" in result:
+        print(f"LoRA adapter merged into its base model: {result['merged']}")
+
+
+def _fetch_model(argv: list[str]) -> None:
+    from marl_grpo.llm.fetch import FetchConfig, FetchError, fetch_model
+
+    cfg = parse_config(FetchConfig, argv, "marl-grpo fetch-model")
+    try:
+        folder = _checked("marl-grpo fetch-model", lambda c: fetch_model(c.model, c.out or None), cfg)
+    except FetchError as err:
+        raise SystemExit(f"marl-grpo fetch-model: {err}") from None
+    print(folder)
 
 
 def _compare(argv: list[str]) -> None:
@@ -144,6 +158,7 @@ COMMANDS: dict[str, Callable[[list[str]], None] | dict[str, Callable[[list[str]]
     "train": _train,
     "compare": _compare,
     "llm": _llm,
+    "fetch-model": _fetch_model,
     "eval": _eval,
     "watch": _watch,
     "play": _play,

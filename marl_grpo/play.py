@@ -1,5 +1,19 @@
 """`marl-grpo eval`, `watch` and `play`: a trained policy against a bot (or another checkpoint),
-and a person playing one player beside it."""
+and a person playing one player beside it.
+
+A checkpoint is a soccer policy (runs/<name>/checkpoint of `marl-grpo train`) or an LLM
+(`marl-grpo llm`'s, recognised by its llm_config.json), wherever a checkpoint goes:
+
+    marl-grpo eval runs/llm-tiny/checkpoint                        # the LLM as blue_0, team bots beside it
+    marl-grpo eval runs/llm-tiny/checkpoint --baseline             # the team bot in its seat instead
+    marl-grpo eval runs/llm-tiny/checkpoint --llm-players all-blue --decide-every 4
+    marl-grpo watch runs/llm-tiny/checkpoint --opponent runs/a/checkpoint
+    marl-grpo play runs/a/checkpoint --opponent runs/llm-tiny/checkpoint
+
+An LLM answers every `--decide-every` steps (default: its run's --horizon) and holds its action in
+between, with one batched generation over every match and LLM player (`marl_grpo.llm.player`);
+it asks and parses as it was trained (chat template, system prompt, answer format).
+"""
 
 from __future__ import annotations
 
@@ -23,10 +37,14 @@ from marl_grpo.run.files import EVAL_SEED
 
 @dataclass
 class EvalConfig:
-    """Evaluate a checkpoint against a scripted bot over seeded matches."""
+    """Evaluate a checkpoint against a scripted bot over seeded matches.
+
+    An LLM checkpoint plays `--llm-players` (blue_0 by default) beside the `--teammates` bot, and the
+    report adds 95% intervals (Wilson for the rates, bootstrap for the goal difference), decisions
+    per second and the share of malformed answers; `--baseline` puts the teammates bot in its seats."""
 
     checkpoint: tyro.conf.Positional[str]
-    """checkpoint folder (runs/<name>/checkpoint)"""
+    """checkpoint folder (runs/<name>/checkpoint) of a soccer policy or an LLM"""
     opponent: str = "team"
     """bot to play against: random, chaser or team"""
     strength: float = 1.0
@@ -38,9 +56,31 @@ class EvalConfig:
     team_size: int | None = None
     """players per team (default: as in training)"""
     deterministic: bool = False
-    """play the most likely action instead of sampling"""
+    """play the most likely action instead of sampling (an LLM: greedy answers)"""
     device: str = "auto"
     """torch device"""
+    llm_players: str | None = None
+    """LLM checkpoint only: the blue players it plays, blue_0, blue_0,blue_1 or all-blue (default blue_0)"""
+    teammates: str | None = None
+    """LLM checkpoint only: the bot in the other blue seats, random, chaser or team (default team)"""
+    decide_every: int | None = None
+    """LLM checkpoint only: steps each answer is held (default: the run's --horizon)"""
+    baseline: bool = False
+    """LLM checkpoint only: play the same line-up with the --teammates bot in the LLM's seats (no model)"""
+
+
+LLM_ONLY = ("llm_players", "teammates", "decide_every", "baseline")
+"""options of eval and watch that only an LLM checkpoint takes"""
+
+
+def _llm_only_given(cfg: Any, checkpoint: str, names: tuple[str, ...] = LLM_ONLY) -> None:
+    """Refuse LLM-only options (of `names`) given with a soccer checkpoint (they would do nothing)."""
+    given = [f"--{name.replace('_', '-')}" for name in names
+             if hasattr(cfg, name) and getattr(cfg, name) not in (None, False)]
+    if given:
+        raise ValueError(f"{' '.join(given)} {'is' if len(given) == 1 else 'are'} for an LLM checkpoint (a folder "
+                         f"with llm_config.json), but {checkpoint!r} is a soccer checkpoint: drop "
+                         f"{'it' if len(given) == 1 else 'them'}")
 
 
 def _env_kwargs(meta: dict[str, Any], team_size: int | None) -> dict[str, Any]:
@@ -63,6 +103,11 @@ def _load(checkpoint: str, team_size: int | None, device: Any) -> tuple[SoccerPo
 def run_eval(cfg: EvalConfig) -> dict[str, float]:
     if cfg.opponent not in BOT_NAMES:
         raise ValueError(f"opponent={cfg.opponent!r} is invalid: expected one of {BOT_NAMES}")
+    from marl_grpo.llm.player import is_llm_checkpoint
+
+    if is_llm_checkpoint(cfg.checkpoint):
+        return _run_llm_eval(cfg)
+    _llm_only_given(cfg, cfg.checkpoint)
     policy, _, kwargs = _load(cfg.checkpoint, cfg.team_size, resolve_device(cfg.device))
     result = evaluate(policy, kwargs, cfg.opponent, cfg.strength, cfg.matches, cfg.seed, cfg.deterministic)
     print(f"{cfg.checkpoint} vs {cfg.opponent} (strength {cfg.strength}), {cfg.matches} matches:")
@@ -71,9 +116,48 @@ def run_eval(cfg: EvalConfig) -> dict[str, float]:
     return result
 
 
+def _llm_env_kwargs(checkpoint: str, team_size: int | None) -> dict[str, Any]:
+    from marl_grpo.llm.player import llm_env_kwargs, read_llm_config
+
+    kwargs = llm_env_kwargs(read_llm_config(checkpoint))
+    return kwargs if team_size is None else {**kwargs, "team_size": team_size}
+
+
+def _run_llm_eval(cfg: EvalConfig) -> dict[str, float]:
+    """An LLM checkpoint in some blue seats, a bot in the others, against a bot: closed loop."""
+    from marl_grpo.llm.matches import evaluate_lineup, format_result
+    from marl_grpo.llm.player import load_llm_player, parse_players
+
+    teammates = cfg.teammates or "team"
+    if teammates not in BOT_NAMES:
+        raise ValueError(f"teammates={teammates!r} is invalid: expected one of {BOT_NAMES}")
+    device = resolve_device(cfg.device)
+    kwargs = _llm_env_kwargs(cfg.checkpoint, cfg.team_size)
+    config = SoccerConfig.from_kwargs(**kwargs)
+    spec = cfg.llm_players or "blue_0"
+    seats = parse_players(spec, config)
+    if cfg.baseline:
+        if cfg.decide_every is not None:
+            raise ValueError("--decide-every sets how often the LLM answers, but --baseline plays no LLM: drop one")
+        player, who = None, f"baseline: {teammates} bot in {spec}"
+    else:
+        player = load_llm_player(cfg.checkpoint, device, config, cfg.decide_every, greedy=cfg.deterministic,
+                                 seed=cfg.seed)
+        who = (f"{cfg.checkpoint} in {spec} ({'greedy' if cfg.deterministic else 'sampled'}, deciding every "
+               f"{player.decide_every} steps)")
+    result = evaluate_lineup(player, seats, kwargs, teammates, cfg.opponent, cfg.strength, cfg.matches, cfg.seed,
+                             device)
+    print(f"{who}, {teammates} bot in the other blue seats, vs {cfg.opponent} (strength {cfg.strength}), "
+          f"{config.n_blue}v{config.n_red}, {cfg.matches} matches of {config.max_cycles} steps:")
+    print(format_result(result))
+    return result
+
+
 @dataclass
 class WatchConfig:
-    """Watch a checkpoint (blue) play a bot or another checkpoint (red) in a pygame window."""
+    """Watch a checkpoint (blue) play a bot or another checkpoint (red) in a pygame window; an LLM
+    checkpoint as blue plays `--llm-players` (all-blue by default) beside the `--teammates` bot, as red
+    every red player."""
 
     checkpoint: tyro.conf.Positional[str]
     """checkpoint folder of the blue team"""
@@ -88,22 +172,72 @@ class WatchConfig:
     team_size: int | None = None
     """players per team (default: as in training)"""
     deterministic: bool = False
-    """play the most likely action instead of sampling"""
+    """play the most likely action instead of sampling (an LLM: greedy answers)"""
     device: str = "cpu"
     """torch device"""
+    llm_players: str | None = None
+    """LLM checkpoint (blue) only: the blue players it plays, blue_0, blue_0,blue_1 or all-blue (default all-blue)"""
+    teammates: str | None = None
+    """LLM checkpoint (blue) only: the bot in the other blue seats (default team)"""
+    decide_every: int | None = None
+    """LLM checkpoints only: steps each answer is held (default: the run's --horizon)"""
+
+
+def _llm_blue(cfg: WatchConfig, config: SoccerConfig, device: torch.device, players: list[Any]) \
+        -> Callable[[torch.Tensor], torch.Tensor]:
+    """obs [1, N, D] -> blue actions [1, n_blue]: the LLM checkpoint in its seats, a bot in the others."""
+    from marl_grpo.llm.player import load_llm_player, parse_players
+
+    teammates = cfg.teammates or "team"
+    if teammates not in BOT_NAMES:
+        raise ValueError(f"teammates={teammates!r} is invalid: expected one of {BOT_NAMES}")
+    seats = torch.tensor(parse_players(cfg.llm_players or "all-blue", config), device=device)
+    bot = make_bot(teammates, config, seed=cfg.seed + 1, device=device)
+    player = load_llm_player(cfg.checkpoint, device, config, cfg.decide_every, greedy=cfg.deterministic,
+                             seed=cfg.seed)
+    players += [player, bot]
+
+    def blue(obs: torch.Tensor) -> torch.Tensor:
+        actions = bot.act(obs)[:, :config.n_blue]
+        actions[:, seats] = player.act(obs[:, seats])
+        return actions
+    return blue
 
 
 def run_watch(cfg: WatchConfig) -> Path | None:
     """Keys in the window: space/p pause, r restart, q/Esc quit."""
+    from marl_grpo.llm.player import is_llm_checkpoint, load_llm_player
+
     device = resolve_device(cfg.device)
-    policy, _, kwargs = _load(cfg.checkpoint, cfg.team_size, device)
+    llm_blue = is_llm_checkpoint(cfg.checkpoint)
+    if llm_blue:
+        kwargs = _llm_env_kwargs(cfg.checkpoint, cfg.team_size)
+    else:
+        _llm_only_given(cfg, cfg.checkpoint, ("llm_players", "teammates"))
+        if cfg.decide_every is not None and not is_llm_checkpoint(cfg.opponent):
+            raise ValueError(f"--decide-every is for LLM checkpoints, but neither {cfg.checkpoint!r} nor "
+                             f"{cfg.opponent!r} is one: drop it")
+        policy, _, kwargs = _load(cfg.checkpoint, cfg.team_size, device)
     env = SoccerVecEnv(num_envs=1, device=device, render_mode="rgb_array" if cfg.record else "human", **kwargs)
     n_blue = env.config.n_blue
+    restart: list[Any] = []  # LLM players and bots to reset when a match starts again
+    if llm_blue:
+        blue_team = _llm_blue(cfg, env.config, device, restart)
+    else:
+        def blue_team(obs: torch.Tensor) -> torch.Tensor:
+            return policy.act(obs[:, :n_blue], deterministic=cfg.deterministic)[0]
     if cfg.opponent in BOT_NAMES:
         bot = make_bot(cfg.opponent, env.config, strength=cfg.strength, seed=cfg.seed, device=device)
 
         def red(obs: torch.Tensor) -> torch.Tensor:
             return bot.act(obs)[:, n_blue:]
+    elif is_llm_checkpoint(cfg.opponent):
+        red_player = load_llm_player(cfg.opponent, device, env.config, cfg.decide_every, greedy=cfg.deterministic,
+                                     seed=cfg.seed + 2)
+        restart.append(red_player)
+
+        def red(obs: torch.Tensor) -> torch.Tensor:
+            return red_player.act(obs[:, n_blue:])
     elif Path(cfg.opponent).is_dir():
         other, _ = load_policy(cfg.opponent, device=device, env_config=env.config)
 
@@ -111,6 +245,10 @@ def run_watch(cfg: WatchConfig) -> Path | None:
             return other.act(obs[:, n_blue:], deterministic=cfg.deterministic)[0]
     else:
         raise ValueError(f"opponent={cfg.opponent!r} is neither a bot ({', '.join(BOT_NAMES)}) nor a checkpoint folder")
+
+    def new_match() -> None:
+        for player in restart:
+            player.reset()
 
     obs = env.reset(seed=cfg.seed)
     frames = [env.render()] if cfg.record else []
@@ -125,15 +263,16 @@ def run_watch(cfg: WatchConfig) -> Path | None:
                     paused = not paused
                 if "restart" in events:
                     obs = env.reset(seed=cfg.seed)
+                    new_match()
                 if paused:
                     env.render()
                     time.sleep(1 / env.metadata["render_fps"])
                     continue
-            blue = policy.act(obs[:, :n_blue], deterministic=cfg.deterministic)[0]
-            obs, _, terminated, truncated, infos = env.step(torch.cat([blue, red(obs)], 1))
+            obs, _, terminated, truncated, infos = env.step(torch.cat([blue_team(obs), red(obs)], 1))
             if bool(terminated[0] or truncated[0]):
                 score = infos["final_score"][0].tolist()
                 print(f"final score: blue {score[0]} - {score[1]} red")
+                new_match()
                 if cfg.record:
                     break
             elif cfg.record:
@@ -196,8 +335,9 @@ class PlayConfig:
 
     Keys: arrows or WASD run (two keys for a diagonal), space kicks (hold it to kick as soon as
     the ball is in reach), p pauses, r restarts, q or Esc quits. Your teammates are played by
-    the checkpoint, the other team by a bot or another checkpoint. A match that ends prints its
-    score and the next one starts.
+    the checkpoint, the other team by a bot or another checkpoint (either may be an LLM
+    checkpoint, answering every `--decide-every` steps). A match that ends prints its score and
+    the next one starts.
     """
 
     checkpoint: tyro.conf.Positional[str]
@@ -218,6 +358,8 @@ class PlayConfig:
     """game speed in steps per second (20 is real time; lower is easier)"""
     device: str = "cpu"
     """torch device"""
+    decide_every: int | None = None
+    """LLM checkpoints only: steps each answer is held (default: the run's --horizon)"""
 
 
 def _sizes(meta: dict[str, Any]) -> str:
@@ -236,9 +378,19 @@ class HumanMatch:
         if isinstance(cfg.fps, bool) or not isinstance(cfg.fps, int) or cfg.fps < 1:
             raise ValueError(f"fps={cfg.fps!r} is invalid: expected an int >= 1")
         self.cfg = cfg
+        from marl_grpo.llm.player import is_llm_checkpoint
+
         self.device = device = resolve_device(cfg.device)
-        meta = read_config(cfg.checkpoint)
-        self.env = SoccerVecEnv(num_envs=1, device=device, **_env_kwargs(meta, cfg.team_size))
+        self.llm_players: list[Any] = []  # restart with every kickoff
+        llm_team = is_llm_checkpoint(cfg.checkpoint)
+        if llm_team:
+            kwargs = _llm_env_kwargs(cfg.checkpoint, cfg.team_size)
+        else:
+            if cfg.decide_every is not None and not is_llm_checkpoint(cfg.opponent):
+                raise ValueError(f"--decide-every is for LLM checkpoints, but neither {cfg.checkpoint!r} nor "
+                                 f"{cfg.opponent!r} is one: drop it")
+            kwargs = _env_kwargs(read_config(cfg.checkpoint), cfg.team_size)
+        self.env = SoccerVecEnv(num_envs=1, device=device, **kwargs)
         config = self.env.config
         if cfg.player not in config.agents:
             raise ValueError(f"player={cfg.player!r} is not in this {config.n_blue}v{config.n_red} match: expected one "
@@ -251,7 +403,12 @@ class HumanMatch:
         self.own, self.other = (blue, red) if self.team == "blue" else (red, blue)
         self.bot = None
         self.opponent = self._opponent(config, device)
-        self.policy, _ = load_policy(cfg.checkpoint, device=device, env_config=config)
+        self.policy = self.mates = None
+        if llm_team:
+            self.mates = self._llm(cfg.checkpoint, [i for i in range(self.own.start, self.own.stop) if i != self.index],
+                                   config, cfg.seed)
+        else:
+            self.policy, _ = load_policy(cfg.checkpoint, device=device, env_config=config)
         self._reach = config.obs_layout()["ball_in_reach"]
         self.generator = torch.Generator(device=device)
         self.reset()
@@ -265,6 +422,10 @@ class HumanMatch:
         if not Path(cfg.opponent).is_dir():
             raise ValueError(f"opponent={cfg.opponent!r} is neither a bot ({', '.join(BOT_NAMES)}) nor a checkpoint "
                              "folder")
+        from marl_grpo.llm.player import is_llm_checkpoint
+
+        if is_llm_checkpoint(cfg.opponent):
+            return self._llm(cfg.opponent, list(range(other.start, other.stop)), config, cfg.seed + 2)
         meta = read_config(cfg.opponent)
         if meta["policy"].get("arch") != "entity" and \
                 [tuple(f) for f in meta["observation_features"]] != config.observation_features():
@@ -273,6 +434,18 @@ class HumanMatch:
                              "of the same team size (or an --arch entity one, which plays any size)")
         policy, _ = load_policy(cfg.opponent, device=device, env_config=config)
         return lambda obs: policy.act(obs[:, other], deterministic=cfg.deterministic, generator=self.generator)[0]
+
+    def _llm(self, checkpoint: str, seats: list[int], config: SoccerConfig, seed: int) \
+            -> Callable[[torch.Tensor], torch.Tensor]:
+        """obs [1, N, D] -> actions [1, K] of the LLM checkpoint playing the columns `seats` (K of them)."""
+        from marl_grpo.llm.player import load_llm_player
+
+        if not seats:  # the person is the whole team
+            return lambda obs: torch.zeros(obs.shape[0], 0, dtype=torch.long, device=obs.device)
+        player = load_llm_player(checkpoint, self.device, config, self.cfg.decide_every,
+                                 greedy=self.cfg.deterministic, seed=seed)
+        self.llm_players.append(player)
+        return lambda obs: player.act(obs[:, seats])
 
     @property
     def title(self) -> str:
@@ -291,6 +464,8 @@ class HumanMatch:
         self.generator.manual_seed(self.cfg.seed)
         if self.bot is not None:
             self.bot.reset(seed=self.cfg.seed)
+        for player in self.llm_players:
+            player.reset()
 
     def step(self, keys: Collection[str]) -> tuple[int, tuple[int, int] | None]:
         """One step with the person's action from `keys` (pygame key names held down).
@@ -300,12 +475,19 @@ class HumanMatch:
         """
         obs = self.env.engine.observe()  # fresh: a test (or a tool) may have set the state
         action = keys_to_action(keys, self.team, ball_in_reach=bool(obs[0, self.index, self._reach][0] > 0.5))
-        own = self.policy.act(obs[:, self.own], deterministic=self.cfg.deterministic, generator=self.generator)[0]
-        own[0, self.index - self.own.start] = action
+        if self.mates is not None:  # an LLM plays every own column but the person's
+            mates = self.mates(obs)
+            own = torch.cat([mates[:, :self.index - self.own.start], torch.tensor([[action]], device=mates.device),
+                             mates[:, self.index - self.own.start:]], 1)
+        else:
+            own = self.policy.act(obs[:, self.own], deterministic=self.cfg.deterministic, generator=self.generator)[0]
+            own[0, self.index - self.own.start] = action
         other = self.opponent(obs)
         actions = torch.cat([own, other] if self.team == "blue" else [other, own], 1)
         _, _, terminated, truncated, infos = self.env.step(actions)
         if bool(terminated[0] or truncated[0]):
+            for player in self.llm_players:
+                player.reset()
             blue, red = infos["final_score"][0].tolist()
             return action, (int(blue), int(red))
         return action, None

@@ -317,7 +317,7 @@ def test_checkpoint_reloads_with_the_same_logits(agent, tmp_path, device):
     (["--top-p", "0"], "top_p=0.0 is invalid"),
     (["--num-minibatches", "3"], "num_minibatches=3 must divide prompts_per_step=2"),
     (["--opponent", "keeper"], "opponent='keeper' is invalid"),
-    (["--bf16", "--device", "cpu"], "bf16=True is for CUDA"),
+    (["--dtype", "float64"], "dtype='float64' is invalid: expected one of \\('float32', 'bfloat16', 'float16'\\)"),
     (["--loss-type", "luspo"], "loss_type='luspo' needs ratio_level='sequence', got ratio_level='token'"),
     (["--loss-type", "vespo", "--ratio-level", "sequence"], "loss_type='vespo' needs ratio_level='token'"),
     (["--loss-type", "sapo", "--delta", "4"], "delta=4.0 bounds the clipped surrogate .* loss_type='sapo' has none"),

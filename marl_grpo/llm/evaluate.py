@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from marl_grpo.agents.llm_text import parse_answers
+from marl_grpo.agents.llm_text import TextFormat
 from marl_grpo.llm.config import LLMConfig
 from marl_grpo.llm.tasks import PromptBatch, make_task
 from marl_grpo.run.files import EVAL_SEED
@@ -17,8 +17,8 @@ EVAL_CHUNK = 8
 
 
 def autocast(cfg: LLMConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast of the model's forward passes when `cfg.bf16`."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    """Autocast of the model's forward passes to `cfg.dtype` (off for float32): the weights stay float32."""
+    return torch.autocast(device.type, dtype=cfg.torch_dtype, enabled=cfg.dtype != "float32")
 
 
 def make_eval_set(cfg: LLMConfig, device: torch.device) -> tuple[Any, PromptBatch, torch.Tensor]:
@@ -46,15 +46,21 @@ def evaluate_llm(agent, cfg: LLMConfig, batch: PromptBatch, table: torch.Tensor,
     """Greedy and sampled answers to the fixed held-out prompts, scored with their answer table
     (a malformed answer scores 0): `eval/reward_*`, `eval/invalid_frac_*`, and the baselines: the
     reward of a uniformly random valid answer (`eval/reward_chance`), of the best single answer
-    given to every prompt (`eval/reward_best_constant`) and of the best answer (`eval/reward_oracle`)."""
+    given to every prompt (`eval/reward_best_constant`) and of the best answer (`eval/reward_oracle`).
+    Prompts are formatted and answers parsed as in training (`TextFormat.from_config`: chat
+    template, system prompt, answer format); `eval/completion_len_*` is the mean completion length
+    in tokens (EOS included)."""
+    text_format = TextFormat.from_config(cfg, answers)
     out = {"eval/reward_chance": float(table.mean(1).mean()), "eval/reward_oracle": float(table.max(1).values.mean()),
            "eval/reward_best_constant": float(table.mean(0).max())}
     for mode in ("greedy", "sampled"):
         with autocast(cfg, agent.device):
             done = agent.generate(batch.prompts, 1, temperature=cfg.temperature, top_p=cfg.top_p,
-                                  max_new_tokens=cfg.max_new_tokens, greedy=mode == "greedy", generator=generator)
-        index, valid = parse_answers(done.texts, answers)
+                                  max_new_tokens=cfg.max_new_tokens, greedy=mode == "greedy", generator=generator,
+                                  text_format=text_format)
+        index, valid = text_format.parse(done.texts)
         scores = torch.where(valid, table.gather(1, index[:, None])[:, 0], torch.zeros(len(index)))
         out[f"eval/reward_{mode}"] = float(scores.mean())
         out[f"eval/invalid_frac_{mode}"] = float((~valid).float().mean())
+        out[f"eval/completion_len_{mode}"] = float(done.lengths.float().mean())
     return out

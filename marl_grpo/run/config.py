@@ -105,6 +105,9 @@ class RunConfig:
     """passes over each batch (TRL's num_iterations, GRPO's mu); old log-probs are those of the rollout"""
     num_minibatches: int = 8
     """minibatches per pass, split over sequences (soccer: players' segments; LLM: whole prompt groups)"""
+    gradient_accumulation_steps: int = 1
+    """micro-batches per minibatch: each optimiser step sums the gradients of this many backward
+    passes over parts of its minibatch (same gradient as one pass, less activation memory)"""
     max_grad_norm: float = 0.5
     """gradient clipping norm"""
     loss_type: str = "grpo"
@@ -174,7 +177,7 @@ class RunConfig:
         check_choice(self, "scale", SCALES)
         check_choice(self, "advantage_baseline", BASELINES)
         check_choice(self, "reward_aggregation", AGGREGATIONS)
-        for name in ("threads", "update_epochs", "num_minibatches"):
+        for name in ("threads", "update_epochs", "num_minibatches", "gradient_accumulation_steps"):
             check_int(self, name)
         for name in ("eval_every", "save_every", "ref_refresh"):
             check_int(self, name, low=0)

@@ -30,9 +30,9 @@ class Logger:
         table = "\n".join(f"|{k}|{v}|" for k, v in params.items())
         self.text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
 
-    def text(self, tag: str, text: str) -> None:
+    def text(self, tag: str, text: str, step: int | None = None) -> None:
         if self.writer is not None:
-            self.writer.add_text(tag, text)
+            self.writer.add_text(tag, text, step)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -106,6 +106,10 @@ class Trainer:
         """Other text to log once at the start of a run (tag -> markdown)."""
         return {}
 
+    def eval_texts(self) -> dict[str, str]:
+        """Text to log at every evaluation, after `evaluate` (tag -> markdown; the LLM's completions)."""
+        return {}
+
     def write_checkpoint(self, folder: Path) -> None:
         """Write the weights and configs of the checkpoint into `folder`."""
         raise NotImplementedError
@@ -258,6 +262,8 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
                     trainer.evaluate_first and iteration == 0)):
                 last_eval = {**trainer.evaluate(), "eval/wall_time": wall_time()}
                 logger.scalars(last_eval, step)
+                for tag, text in trainer.eval_texts().items():
+                    logger.text(tag, text, step)
             if (cfg.save_every and (iteration + 1) % cfg.save_every == 0) or done:
                 ranks = distributed.all_gather(distributed.to_cpu(
                     {"torch_rng": torch.get_rng_state(), "trainer": trainer.rank_state_dict()}))

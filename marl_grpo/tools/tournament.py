@@ -9,6 +9,8 @@ Every pair of entrants plays `--matches` full matches on one `SoccerVecEnv`: mat
 half of the matches and red in the second half. A checkpoint acts on the observations of its side
 (they are egocentric and mirrored, so one policy plays either colour), sampling its actions from a
 `torch.Generator` seeded from `--seed`; a bot acts on every player and keeps its side's columns.
+An LLM checkpoint (`marl-grpo llm`'s runs/<name>/checkpoint) plays every player of its side, with
+one batched generation over all matches and players every `--decide-every` steps.
 Every entrant plays one env config: the team size and match length of the first checkpoint (or
 `--team-size` / `--max-cycles`; without checkpoints the env's defaults), with the default rules.
 
@@ -52,6 +54,8 @@ PRIOR_DRAWS = 1.0
 """virtual draws of each entrant against a virtual entrant of rating 0 (see `fit_ratings`)"""
 ANCHOR_BOT = "random"
 """the entrant held at rating 0 when it plays"""
+ANY_SIZE = ("entity", "llm")
+"""checkpoint kinds that play any team size: the entity policy, and an LLM (its prompts list the players)"""
 
 
 @dataclass
@@ -78,7 +82,9 @@ class TournamentConfig:
     max_cycles: int | None = None
     """steps per match (default: the first checkpoint's; the env's default without checkpoints)"""
     deterministic: bool = False
-    """checkpoints play their most likely action instead of sampling"""
+    """checkpoints play their most likely action instead of sampling (LLM checkpoints: greedy answers)"""
+    decide_every: int | None = None
+    """steps each answer of an LLM checkpoint is held (default: its run's --horizon)"""
     device: str = "auto"
     """torch device of the env, the bots and the policies"""
     progress: bool = True
@@ -180,12 +186,14 @@ def _side(tensor: torch.Tensor, plays_blue: torch.Tensor, n_blue: int) -> torch.
 
 @dataclass
 class Entrant:
-    """A player of the tournament: a scripted bot (`bot` set) or a loaded checkpoint (`policy` set)."""
+    """A player of the tournament: a scripted bot (`bot` set), a loaded soccer checkpoint (`policy`
+    set) or an LLM checkpoint (`llm` set, an `LLMPlayer` playing every player of its side)."""
 
     name: str
     bot: str | None = None
     strength: float = 1.0
     policy: SoccerPolicy | None = None
+    llm: Any = None
 
     def player(self, config: SoccerConfig, seed: int, device: torch.device, deterministic: bool) -> SidePlayer:
         """A fresh player for one pair's batch of matches (its random stream starts at `seed`)."""
@@ -193,6 +201,11 @@ class Entrant:
         if self.bot is not None:
             bot = make_bot(self.bot, config, strength=self.strength, seed=seed, device=device)
             return lambda obs, plays_blue: _side(bot.act(obs), plays_blue, n_blue)
+        if self.llm is not None:
+            llm = self.llm
+            llm.seed = seed
+            llm.reset()
+            return lambda obs, plays_blue: llm.act(_side(obs, plays_blue, n_blue)).to(obs.device)
         policy = self.policy
         generator = torch.Generator(device=policy.device).manual_seed(seed)
 
@@ -233,7 +246,7 @@ def tournament_env(cfg: TournamentConfig, metas: dict[str, dict[str, Any]]) -> d
     A checkpoint whose team size differs gets a `ValueError` naming it, unless it is an entity
     policy (which reads any team size)."""
     first = next(iter(metas.items()), None)
-    fixed = [(path, meta) for path, meta in metas.items() if meta["policy"].get("arch") != "entity"]
+    fixed = [(path, meta) for path, meta in metas.items() if meta["policy"].get("arch") not in ANY_SIZE]
     if cfg.team_size is not None:
         team_size, source = cfg.team_size, "--team-size"
     elif fixed or first:
@@ -257,14 +270,24 @@ def load_entrants(cfg: TournamentConfig, device: torch.device) -> tuple[list[Ent
     for path in cfg.paths:
         if path in BOT_NAMES and not Path(path).is_dir():
             raise FileNotFoundError(f"no checkpoint folder {path!r}: bots go in --bots (e.g. --bots {path})")
-    metas = {path: read_config(path) for path in cfg.paths}
+    from marl_grpo.llm.player import is_llm_checkpoint, llm_env_kwargs, load_llm_player, read_llm_config
+
+    llms = {path for path in cfg.paths if is_llm_checkpoint(path)}
+    if cfg.decide_every is not None and not llms:
+        raise ValueError("--decide-every sets how often an LLM checkpoint answers, but no entrant is one: drop it")
+    # an LLM reads any team size (its prompts describe whoever is on the pitch), as an entity policy does
+    metas = {path: {"policy": {"arch": "llm"}, "env": llm_env_kwargs(read_llm_config(path))} if path in llms
+             else read_config(path) for path in cfg.paths}
     env_kwargs = tournament_env(cfg, metas)
     other_lengths = {path: m["env"]["max_cycles"] for path, m in metas.items()
                      if m["env"]["max_cycles"] != env_kwargs["max_cycles"]}
     if other_lengths:  # a policy plays another match length fine, but its clock reads differently
         print(f"note: every match lasts {env_kwargs['max_cycles']} steps; trained on other lengths: {other_lengths}")
     config = SoccerConfig.from_kwargs(**env_kwargs)
-    entrants = [Entrant(name=path, policy=load_policy(path, device=device, env_config=config)[0]) for path in cfg.paths]
+    entrants = [Entrant(name=path, llm=load_llm_player(path, device, config, cfg.decide_every,
+                                                       greedy=cfg.deterministic)) if path in llms
+                else Entrant(name=path, policy=load_policy(path, device=device, env_config=config)[0])
+                for path in cfg.paths]
     entrants += parse_bots(cfg.bots)
     names = [e.name for e in entrants]
     if len(entrants) < 2:
