@@ -291,6 +291,23 @@ class ChoiceConstraint:
             return UNCONSTRAINED
         return self.children[node].get(token, UNCONSTRAINED)
 
+    def _edges(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The trie as tensors on `device`: (parent [E], token [E], child [E], eos ids)."""
+        key = ("edges", str(device))
+        if key not in self._tables:
+            edges = [(node, token, child) for node, kids in enumerate(self.children) for token, child in kids.items()]
+            parent, token, child = torch.tensor(edges, dtype=torch.long, device=device).reshape(-1, 3).unbind(1)
+            self._tables[key] = (parent, token, child, torch.tensor(self.eos_token_ids, device=device))
+        return self._tables[key]
+
+    def advance_batch(self, nodes: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """`advance` of every row at once: nodes [R] and tokens [R] int64 -> nodes [R], one tensor
+        comparison against the trie's E edges (no host sync)."""
+        parent, token, child, eos = self._edges(nodes.device)
+        hit = (nodes[:, None] == parent) & (tokens[:, None] == token)  # [R, E]: at most one edge per row
+        nxt = torch.where(hit.any(1), child[hit.int().argmax(1)], UNCONSTRAINED)
+        return torch.where((nodes == UNCONSTRAINED) | torch.isin(tokens, eos), UNCONSTRAINED, nxt)
+
     def table(self, vocab_size: int, device: torch.device) -> torch.Tensor:
         """bool `[N + 1, D + 1, V]`: the allowed tokens at node n with min(tokens left, D)
         tokens left (D = `depth`); the last node row (index -1, `UNCONSTRAINED`) allows all."""
@@ -314,14 +331,12 @@ class ChoiceConstraint:
     def walk(self, completion_ids: torch.Tensor) -> torch.Tensor:
         """int64 `[S, T]`: the trie node before each completion token (`UNCONSTRAINED` after an
         EOS or off the trie)."""
+        node = torch.zeros(completion_ids.shape[0], dtype=torch.long, device=completion_ids.device)
         nodes = []
-        for row in completion_ids.tolist():
-            node, out = 0, []
-            for token in row:
-                out.append(node)
-                node = self.advance(node, token)
-            nodes.append(out)
-        return torch.tensor(nodes, dtype=torch.long, device=completion_ids.device).reshape(completion_ids.shape)
+        for column in completion_ids.unbind(1):
+            nodes.append(node)
+            node = self.advance_batch(node, column)
+        return torch.stack(nodes, 1) if nodes else torch.zeros_like(completion_ids)
 
 
 def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -597,8 +612,7 @@ class LLMAgent:
             token = torch.where(finished, torch.full_like(token, tok.pad_token_id), token)
             tokens.append(token)
             if constraint is not None:
-                nodes = torch.tensor([constraint.advance(n, t) for n, t in zip(nodes.tolist(), token.tolist())],
-                                     dtype=torch.long, device=device)
+                nodes = constraint.advance_batch(nodes, token)
             finished = finished | torch.isin(token, eos_ids)
             if bool(finished.all()) or step + 1 == max_new_tokens:
                 break

@@ -190,6 +190,11 @@ def test_choice_trie_for_multi_token_words(piece_agent):
     allowed = set(trie.allowed_ids(after_north, 1))
     assert allowed == {east, tok.convert_tokens_to_ids("##west"), tok.eos_token_id}  # ... or goes on
     assert trie.allowed_ids(trie.advance(after_north, east), 2) == [tok.eos_token_id]
+    # the batched step is the scalar one, for every node (UNCONSTRAINED too) and token of the vocabulary
+    nodes = torch.arange(-1, len(trie.children)).repeat_interleave(len(tok))
+    tokens = torch.arange(len(tok)).repeat(len(trie.children) + 1)
+    assert trie.advance_batch(nodes, tokens).tolist() == [trie.advance(n, t) for n, t in
+                                                          zip(nodes.tolist(), tokens.tolist())]
     # a budget of one token: only the one-token words, and nothing after them
     short = piece_agent.choice_constraint(ACTION_WORDS, 1)
     assert north in short.allowed_ids(0, 0) and tok.convert_tokens_to_ids("##east") not in short.allowed_ids(0, 0)

@@ -30,6 +30,7 @@ from marl_grpo.llm.tasks import llm_player_indices
 from marl_grpo.run.checkpoint import recover
 from marl_grpo.run.files import LLM_CONFIG_FILE
 
+
 def is_llm_checkpoint(path: str | os.PathLike) -> bool:
     """Whether `path` is a folder holding an LLM run's checkpoint (its `llm_config.json`). As
     `read_config` does for soccer checkpoints, a checkpoint left half-renamed by a crash while

@@ -166,13 +166,17 @@ class MatchSource:
             slots = torch.randperm(B, generator=g, device=g.device)[:num_prompts]
             players = torch.randint(N, (num_prompts,), generator=g, device=g.device)
             return slots, players
-        layout = self.config.obs_layout()
-        ball = self.obs[..., layout["ball_rel"]]  # [B, N, 2]
-        near = self.obs[..., layout["ball_in_reach"]][..., 0] > 0.5
-        classes = torch.where(near, 0, direction_to_action(ball)).reshape(-1)  # 0 = in reach, 1..8 = compass
-        weights = 1.0 / torch.bincount(classes, minlength=9).float()[classes]
+        weights = self._balance_weights(self.obs).reshape(-1)
         flat = torch.multinomial(weights.to(g.device), num_prompts, replacement=False, generator=g)
         return flat // N, flat % N
+
+    def _balance_weights(self, obs: torch.Tensor) -> torch.Tensor:
+        """[B, K] weight of each (match, player) of `obs` [B, K, D]: 1 / frequency among them of its
+        ball-direction class (0 = ball in reach, 1..8 = compass sector of the ball)."""
+        layout = self.config.obs_layout()
+        near = obs[..., layout["ball_in_reach"]][..., 0] > 0.5
+        classes = torch.where(near, 0, direction_to_action(obs[..., layout["ball_rel"]]))
+        return 1.0 / torch.bincount(classes.reshape(-1), minlength=9).float()[classes]
 
     def pick_states(self, num_states: int, players: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """`num_states` distinct matches, each giving a prompt to every one of `players` (K agent
@@ -189,11 +193,7 @@ class MatchSource:
         if not self.balance:
             slots = torch.randperm(B, generator=g, device=g.device)[:num_states]
         else:
-            layout = self.config.obs_layout()
-            ball = self.obs[:, seats][..., layout["ball_rel"]]  # [B, K, 2]
-            near = self.obs[:, seats][..., layout["ball_in_reach"]][..., 0] > 0.5
-            classes = torch.where(near, 0, direction_to_action(ball))  # [B, K]
-            weights = (1.0 / torch.bincount(classes.reshape(-1), minlength=9).float()[classes]).mean(1)
+            weights = self._balance_weights(self.obs[:, seats]).mean(1)
             slots = torch.multinomial(weights.to(g.device), num_states, replacement=False, generator=g)
         return slots.repeat_interleave(K), seats.to(slots.device).repeat(num_states)
 
