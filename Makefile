@@ -9,7 +9,7 @@ export SDL_VIDEODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 # the real model of tests/test_llm_real.py (SmolLM2-135M-Instruct, ~650 MB); CI keeps it in a cache folder
 MODEL_DIR ?= models/smollm2-135m-instruct
-export MARL_GRPO_SMOLLM2 := $(MODEL_DIR)
+export MARL_GRPO_SMOLLM2 := $(abspath $(MODEL_DIR))
 
 .PHONY: setup train demo model test test-image bench clean
 

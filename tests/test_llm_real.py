@@ -36,7 +36,7 @@ SOCCER_PROMPT = ("you are blue player 2 . score 0 to 1 . time left 50 percent . 
 
 
 def model_folder() -> Path:
-    return Path(os.environ.get(MODEL_ENV) or REPO / "models" / NAME)
+    return Path(os.environ.get(MODEL_ENV) or REPO / "models" / NAME).resolve()  # absolute: tests link to its files
 
 
 @pytest.fixture(scope="module")
