@@ -11,7 +11,7 @@ export PYGAME_HIDE_SUPPORT_PROMPT := 1
 MODEL_DIR ?= models/smollm2-135m-instruct
 export MARL_GRPO_SMOLLM2 := $(abspath $(MODEL_DIR))
 
-.PHONY: setup train demo model test test-image bench clean
+.PHONY: setup train demo model test test-image bench docs clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,7 @@ train: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/marl-grpo demo --out runs/demo/match.gif
 
-# downloads and converts once (about a minute); a complete folder is kept (a second or two)
+# downloads and converts once; a complete folder is kept, so a second run only checks it
 model: $(STAMP)
 	$(BIN)/marl-grpo fetch-model smollm2-135m-instruct --out $(MODEL_DIR)
 
@@ -60,5 +60,10 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt --no-deps "mpe2>=1.0"
 	$(BIN)/marl-grpo bench env
 
+# the documentation site (mkdocs.yml, docs/) into site/; --strict fails on a broken link, anchor or API reference
+docs: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build site *.egg-info
