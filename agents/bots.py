@@ -23,10 +23,10 @@ actions depend only on its seed and the observations it is shown.
 
 `compile=True` runs `decide` through `torch.compile` (one graph with dynamic batch size, shared by
 every bot of a class and config): the playing bots' ~150 small elementwise ops fuse into a few
-loops, ~5-9x faster on 2 CPU cores (2v2 team bot, 2048 players: 4.3-4.6 ms -> 0.5-0.9 ms a step)
-for a one-off build of 15-40 s (less once inductor's cache in the temp folder holds
-it). The actions are the eager ones (tests/test_bots.py compares them over full matches). If the
-build fails (no C++ compiler, say), the bot warns once and plays eagerly.
+loops, several times faster on the CPU (figures: docs/benchmarks.md), for a one-off build
+(shorter once inductor's cache in the temp folder holds it). The actions are the eager ones
+(tests/test_bots.py compares them over full matches). If the build fails (no C++ compiler,
+say), the bot warns once and plays eagerly.
 
     env = SoccerVecEnv(num_envs=200, team_size=2)
     blue, red = make_bot("team", env.config, seed=1), make_bot("random", env.config, seed=2)
@@ -123,7 +123,7 @@ class ObsView:
     @classmethod
     def parse(cls, obs: torch.Tensor, config: SoccerConfig) -> "ObsView":
         layout = config.obs_layout()
-        L = config.half_length_
+        L = config.resolved_half_length
         K = layout["num_teammates"]
 
         def block(name: str) -> torch.Tensor:
@@ -273,11 +273,11 @@ class _SteeringBot(Bot):
     def __init__(self, config: SoccerConfig, strength: float = 1.0, seed: int = 0, device: Any = "cpu",
                  compile: bool = False):
         super().__init__(config, strength, seed, device, compile)
-        L = config.half_length_
+        L = config.resolved_half_length
         self.contact = (config.player_radius + config.ball_radius) / L
         """centre distance at which a player touches the ball"""
-        self.goal_mouth = config.goal_half_width_ / L
-        self.half_width = config.half_width_ / L
+        self.goal_mouth = config.resolved_goal_half_width / L
+        self.half_width = config.resolved_half_width / L
         self.player_speed = config.player_max_speed / L
         self.accel = config.player_accel / L
         self.radius = config.player_radius / L

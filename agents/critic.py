@@ -90,3 +90,5 @@ class SoccerCritic(nn.Module):
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, input_dim={self.input_dim}, parameters={self.num_parameters()}"
 
+
+__all__ = ["CRITIC_KINDS", "SoccerCritic"]

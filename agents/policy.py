@@ -30,9 +30,9 @@ makes the policy invariant to the order of teammates and of opponents. With E = 
     self [R, 20] -> hidden                          teammates [R, K, 5] -> E -> E -> pool -> 2E
     opponents [R, M, 5] -> E -> E -> pool -> 2E     concat [R, hidden + 4E] -> hidden -> 10
 
-(`pool="attention"` gives E per type instead of 2E.) Mean+max pooling is the default: at batch
-4096 on 2 CPU threads it runs ~2-3x faster than attention, and imitated TeamBot about as well
-(`scripts/bench_policy.py` measures the speed).
+(`pool="attention"` gives E per type instead of 2E.) Mean+max pooling is the default: at
+these sizes on the CPU it runs faster than attention, and imitated TeamBot about as well
+(`scripts/bench_policy.py` measures the speed; figures: docs/benchmarks.md).
 
 The layout of an observation is found from its width, `layout_from_obs_dim(D)` (inverting
 `SoccerConfig.obs_layout`, which depends on the larger team size only, so asymmetric teams are
@@ -40,7 +40,7 @@ covered too); an explicit layout passed at construction takes precedence for its
 
     policy = SoccerPolicy(arch="entity")                     # or SoccerPolicy(env.config) for an MLP
     actions, logp = policy.act(obs)                         # [B, N], [B, N]; no graph is built
-    logp, entropy = policy.evaluate(obs, actions)           # with grad, for the loss
+    logp, entropy = policy.logp_and_entropy(obs, actions)           # with grad, for the loss
     state, config = policy.state_dict(), policy.config_dict()   # a checkpoint (config is JSON)
     same = SoccerPolicy.from_config(config); same.load_state_dict(state)
 
@@ -87,11 +87,11 @@ class _SigmoidTanh(torch.autograd.Function):
 
 
 class Tanh(nn.Module):
-    """`nn.Tanh`, faster on the CPU: there torch's float tanh kernel is slow (on the reference
-    2-core AVX2 machine ~3 ms per million values, 16% of a rollout and 24% of a GRPO update),
-    while 2 sigmoid(2x) - 1 (the identity tanh(x) = 2 sigmoid(2x) - 1) takes ~2.2x less; its
-    error against the exact tanh is below 2e-7 (torch's: 3e-8), and the gradient is tanh's
-    `1 - y^2`. Other devices use `torch.tanh`. No parameters: checkpoints are unchanged."""
+    """`nn.Tanh`, faster on the CPU: there torch's float tanh kernel is slow, a large share
+    of a rollout and of a GRPO update (docs/benchmarks.md), while 2 sigmoid(2x) - 1 (the identity
+    tanh(x) = 2 sigmoid(2x) - 1) takes less than half the time; its error against the exact tanh
+    is below 2e-7 (torch's: 3e-8), and the gradient is tanh's `1 - y^2`. Other devices use
+    `torch.tanh`. No parameters: checkpoints are unchanged."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
@@ -110,9 +110,8 @@ def rows_in_chunks(fn: Any, rows: torch.Tensor) -> torch.Tensor:
 
     A pass over a whole batch (a PPO critic over 65k player-steps, a reference policy for the KL)
     writes activations of tens of MB, far beyond the CPU's caches, and its elementwise ops then run
-    at memory speed; chunk by chunk they stay in cache (the critic over 65k rows: 155 ms whole,
-    48 ms in chunks of 8192 on the 2-core reference machine). With grad (an update's minibatch)
-    or on a GPU, one pass as usual.
+    at memory speed; chunk by chunk they stay in cache, several times faster (docs/benchmarks.md).
+    With grad (an update's minibatch) or on a GPU, one pass as usual.
     """
     if rows.shape[0] <= CHUNK_ROWS or torch.is_grad_enabled() or rows.device.type != "cpu":
         return fn(rows)
@@ -234,7 +233,7 @@ def sample_actions(logits: torch.Tensor, deterministic: bool = False, generator:
 
     Sampling uses the Gumbel-max trick, `argmax(logits - log E)` with `E = -log U ~ Exp(1)`, `U ~
     U[0, 1)` (exact; faster than `torch.multinomial` on large batches, and `uniform_` plus a log is
-    ~4x faster than torch's `exponential_` on the CPU). `deterministic=True` takes the
+    several times faster than torch's `exponential_` on the CPU). `deterministic=True` takes the
     argmax. `generator` (on the logits' device) makes the draws reproducible. `shard = (index,
     count)`: `logits` is slice `index` of `count` equal slices (first dim) of a larger batch, and
     gets that slice of the larger batch's draws (a batch split over processes samples exactly as
@@ -323,7 +322,7 @@ class SoccerPolicy(nn.Module):
         arch: `"mlp"` or `"entity"` (see the module docstring).
         hidden: width of the hidden layers.
         embed: entity embedding width (`"entity"` only); default `hidden // 4` (32 imitated TeamBot
-            as well as 64 and runs 1.5x faster).
+            as well as 64 and runs faster).
         pool: `"meanmax"` (DeepSets) or `"attention"` (`"entity"` only).
         heads: attention heads (`pool="attention"` only).
         activation: `"tanh"` (CleanRL's choice; it also imitated TeamBot a little better than ReLU
@@ -413,6 +412,39 @@ class SoccerPolicy(nn.Module):
         logits = rows_in_chunks(lambda x: self.head(features(x)), rows)
         return logits.reshape(*obs.shape[:-1], NUM_ACTIONS)
 
+    @staticmethod
+    def stack_weights(policies: list[SoccerPolicy]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The layers of K MLP policies of one architecture (`arch="mlp"`, same widths and
+        activation), stacked along a leading axis K for `forward_many`: per linear layer,
+        `(weight [K, in, out], bias [K, 1, out])`, detached (a frozen copy: later updates of the
+        policies do not reach it)."""
+        if not policies or any(p.arch != "mlp" for p in policies):
+            raise ValueError(f"stack_weights takes one or more arch='mlp' policies, got archs "
+                             f"{[p.arch for p in policies]}")
+        shapes = {(p.obs_dim, p.hidden, p.activation) for p in policies}
+        if len(shapes) > 1:
+            raise ValueError(f"stack_weights needs policies of one architecture, got (obs_dim, hidden, activation) "
+                             f"{sorted(shapes)}")
+        layers = [(p.body[0], p.body[2], p.head) for p in policies]
+        return [(torch.stack([ls[i].weight.detach().T for ls in layers]),
+                 torch.stack([ls[i].bias.detach()[None] for ls in layers])) for i in range(3)]
+
+    def forward_many(self, weights: list[tuple[torch.Tensor, torch.Tensor]], obs: torch.Tensor) -> torch.Tensor:
+        """The logits of K policies at once, each on its own rows: obs `[K, R, D]` -> `[K, R, 10]`.
+
+        `weights` from `stack_weights` (of policies with this one's architecture; this one gives
+        the activation). One batched matmul per layer (`baddbmm`) over the K policies instead of
+        K forwards: the maths of `forward` (linear, activation, linear, activation, head), equal
+        up to float rounding. Builds a graph only if the weights require grad (they do not).
+        """
+        activation = self.body[1]
+        h = obs
+        for i, (weight, bias) in enumerate(weights):
+            h = torch.baddbmm(bias, h, weight)
+            if i < len(weights) - 1:
+                h = activation(h)
+        return h
+
     def _parse(self, width: int) -> _Parsed:
         parsed = self._parsed.get(width)
         if parsed is None:
@@ -445,14 +477,14 @@ class SoccerPolicy(nn.Module):
         """Sample (or, deterministic, take the argmax of) an action for every row.
 
         Runs under `torch.no_grad()`: acting builds no graph; the learner recomputes log-probs
-        with `evaluate`. Returns `(actions int64 [...], logp [...])` on the policy's device.
+        with `logp_and_entropy`. Returns `(actions int64 [...], logp [...])` on the policy's device.
         `generator` (a `torch.Generator` on that device) makes the draws reproducible; `shard`
         as in `sample_actions`.
         """
         with torch.no_grad():
             return sample_actions(self(obs), deterministic, generator, shard)
 
-    def evaluate(self, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def logp_and_entropy(self, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability of `actions` and the policy entropy, with grad: `(logp [...], entropy [...])`.
 
         obs `[..., D]`, actions int64 `[...]` (the same leading shape).

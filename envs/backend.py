@@ -2,8 +2,8 @@
 
 The rules in `soccer.py` are written once against this small interface. The vector env runs
 them on torch tensors (any device, thousands of matches); the PettingZoo env runs the very
-same code on numpy arrays with one match, where numpy's per-call overhead is ~4x lower than
-torch's. Only IEEE-exact operations are used (+, -, *, /, sqrt, comparisons, min/max) and no
+same code on numpy arrays with one match, where numpy's per-call overhead is several times lower
+than torch's. Only IEEE-exact operations are used (+, -, *, /, sqrt, comparisons, min/max) and no
 transcendental functions, so both backends produce bit-identical trajectories on CPU. The one
 matrix product (the observation, see `SoccerEngine.observe`) sums at most two exactly signed terms
 per entry, so it too gives the same float32 numbers in any summation order.
@@ -53,7 +53,7 @@ class NumpyOps:
         return np.concatenate(xs, axis)
 
     def stack(self, xs: list[np.ndarray], axis: int) -> np.ndarray:
-        if axis == 0:  # np.stack is Python code around concatenate, ~5x the cost for tiny arrays
+        if axis == 0:  # np.stack is Python code around concatenate, several times dearer on tiny arrays
             return np.concatenate([x[None] for x in xs])
         return np.stack(xs, axis)
 
@@ -68,7 +68,7 @@ class NumpyOps:
         return np.heaviside(x, 0)
 
     def clip(self, x: np.ndarray, low: float, high: float) -> np.ndarray:
-        return np.minimum(np.maximum(x, low), high)  # np.clip has ~5x the call overhead
+        return np.minimum(np.maximum(x, low), high)  # np.clip has several times the call overhead
 
     def permute(self, x: np.ndarray, *dims: int) -> np.ndarray:
         return x.transpose(*dims)
@@ -88,7 +88,8 @@ class NumpyOps:
     def matmul_is_exact(self) -> bool:
         return True
 
-    def limit_threads(self, n: int) -> Any:
+    def limit_threads(self, n: int | None) -> Any:
+        """numpy's ops here run on one thread: nothing to limit."""
         return nullcontext()
 
     def matmul(self, a: np.ndarray, b: np.ndarray, exact: bool = True) -> np.ndarray:
@@ -158,9 +159,9 @@ class TorchOps:
         return torch.clamp(a, min=b) if isinstance(b, (int, float)) else torch.maximum(a, b)
 
     def sqrt(self, x: torch.Tensor) -> torch.Tensor:
-        # torch's float32 sqrt on the CPU is not correctly rounded (numpy's is: ~17% of the float32
-        # values in [1, 4) differ with torch 2.13 on AVX2). Eager CPU code takes numpy's, on the
-        # same memory (~10x faster than the float64 round trip); traced code (torch.compile) takes
+        # torch's float32 sqrt on the CPU is not correctly rounded (numpy's is; docs/benchmarks.md
+        # has how many values differ). Eager CPU code takes numpy's, on the same memory (much
+        # faster than the float64 round trip); traced code (torch.compile) takes
         # sqrt in float64 rounded to float32, also correctly rounded (double rounding is innocuous
         # for sqrt when 53 >= 2*24 + 2).
         if self.device.type == "cpu":
@@ -171,7 +172,7 @@ class TorchOps:
 
     def positive(self, x: torch.Tensor) -> torch.Tensor:
         """1.0 where x > 0, else 0.0 (float). Computed as sign(relu(x)): on the CPU, comparisons
-        and `where` are ~5x slower than plain float ops for these shapes."""
+        and `where` are several times slower than plain float ops for these shapes."""
         return torch.sign(torch.clamp(x, min=0.0))
 
     def clip(self, x: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -194,10 +195,14 @@ class TorchOps:
         return torch.amax(x, dim)
 
     @contextmanager
-    def limit_threads(self, n: int) -> Iterator[None]:
-        """Run the block with at most `n` CPU threads (torch's setting is restored afterwards)."""
+    def limit_threads(self, n: int | None) -> Iterator[None]:
+        """Run the block with at most `n` CPU threads (None: torch's count, untouched).
+
+        torch's count is process-wide: it is lowered for the block and restored afterwards, and
+        torch work in other Python threads meanwhile sees it too. Only an env built with
+        `cpu_threads` (see `SoccerEngine`) calls this with a number."""
         current = torch.get_num_threads() if self.device.type == "cpu" else 0
-        if current <= n:
+        if n is None or current <= n:
             yield
             return
         torch.set_num_threads(n)

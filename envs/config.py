@@ -129,8 +129,9 @@ class SoccerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name}={value!r} is invalid: expected a finite number")
-        if self.goal_half_width_ >= self.half_width_:
-            raise ValueError(f"goal_half_width={self.goal_half_width_} must be smaller than half_width={self.half_width_}")
+        if self.resolved_goal_half_width >= self.resolved_half_width:
+            raise ValueError(f"goal_half_width={self.resolved_goal_half_width} must be smaller than "
+                             f"half_width={self.resolved_half_width}")
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -150,19 +151,22 @@ class SoccerConfig:
         return max(self.n_blue, self.n_red)
 
     @property
-    def half_length_(self) -> float:
-        """Resolved half length: grows like sqrt(players per side) beyond 3 a side."""
+    def resolved_half_length(self) -> float:
+        """The pitch's half length in use: `half_length`, or when None one that grows like
+        sqrt(players per side) beyond 3 a side."""
         if self.half_length is not None:
             return float(self.half_length)
         return max(1.0, math.sqrt(self.max_team / 3.0))
 
     @property
-    def half_width_(self) -> float:
-        return float(self.half_width) if self.half_width is not None else 0.62 * self.half_length_
+    def resolved_half_width(self) -> float:
+        """The pitch's half width in use: `half_width`, or 0.62 of the resolved half length."""
+        return float(self.half_width) if self.half_width is not None else 0.62 * self.resolved_half_length
 
     @property
-    def goal_half_width_(self) -> float:
-        return float(self.goal_half_width) if self.goal_half_width is not None else 0.16 * self.half_length_
+    def resolved_goal_half_width(self) -> float:
+        """The goal mouth's half width in use: `goal_half_width`, or 0.16 of the resolved half length."""
+        return float(self.goal_half_width) if self.goal_half_width is not None else 0.16 * self.resolved_half_length
 
     @property
     def agents(self) -> list[str]:
@@ -228,7 +232,7 @@ class SoccerConfig:
         (goals one team can have in a match) and `ball_step` (the ball's largest move in one step,
         pitch units).
         """
-        L, W = self.half_length_, self.half_width_
+        L, W = self.resolved_half_length, self.resolved_half_width
         pr, br, N = self.player_radius, self.ball_radius, self.num_agents
         vmax, bmax, kp, e = self.player_max_speed, self.ball_max_speed, self.kick_power, self.restitution
         jitter = self.kickoff_jitter

@@ -63,7 +63,7 @@ that split a match.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,9 +72,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from .config import NUM_ACTIONS, REWARD_COMPONENTS
-
-if TYPE_CHECKING:
-    from .vector import SoccerVecEnv
 
 __all__ = ["SoccerGymVectorEnv"]
 
@@ -98,7 +95,9 @@ class SoccerGymVectorEnv(VectorEnv):
         num_matches: B. num_agents: N. num_envs: B * N.
     """
 
-    def __init__(self, env: SoccerVecEnv):
+    def __init__(self, env: Any):
+        # `env` is a `SoccerVecEnv`; it is not imported here, because `SoccerVecEnv.as_gymnasium`
+        # imports this module and the modules of the project import one another one way only
         self.env = env
         self.num_matches = int(env.num_envs)
         self.num_agents = int(env.num_agents)

@@ -59,9 +59,8 @@ def _write_gif(frames: list[np.ndarray], path: Path, fps: float) -> None:
     """Write a looping GIF in which every frame uses one shared 255-colour palette.
 
     A GIF frame holds at most 256 colours. Letting the encoder pick a palette per frame makes the
-    grass shimmer from frame to frame and costs ~20 ms a frame; one palette taken from a sample
-    of the frames is steady and fast. The
-    frames go to Pillow already palettised, which is also what imageio's pillow plugin would
+    grass shimmer from frame to frame and is slow (one quantisation per frame); one palette taken
+    from a sample of the frames is steady and fast. The frames go to Pillow already palettised, which is also what imageio's pillow plugin would
     call, minus its per-frame re-quantisation.
     """
     from PIL import Image

@@ -34,7 +34,7 @@ from __future__ import annotations
 import importlib.resources
 import io
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -127,7 +127,7 @@ class SoccerRenderer:
         self.title = title
         self.command_keys = command_keys
 
-        hl, hw = config.half_length_, config.half_width_
+        hl, hw = config.resolved_half_length, config.resolved_half_width
         self.width = width
         self.scale = width / (2 * hl * (1 + MARGIN_X))
         """pixels per world unit"""
@@ -337,40 +337,42 @@ class SoccerRenderer:
         size = max(4, round(2 * self.ball_px))
         return pg.transform.smoothscale(image, (size, size))
 
-    def _disc_shadow(self, radius: float) -> Any:
-        pg = self._pg
+    def _supersampled(self, size: int, draw: Callable[[Any, float, int], None]) -> Any:
+        """A `size` x `size` sprite drawn at 4x by `draw(surface, centre, scale)`, then smoothly
+        scaled down (antialiased edges)."""
         ss = 4
-        size = math.ceil(2 * radius * 1.15) + 2
-        big = pg.Surface((size * ss, size * ss), pg.SRCALPHA)
-        pg.draw.ellipse(big, (0, 0, 0, 80), big.get_rect().inflate(-2 * ss, -2 * ss))
-        return pg.transform.smoothscale(big, (size, size))
+        big = self._pg.Surface((size * ss, size * ss), self._pg.SRCALPHA)
+        draw(big, size * ss / 2, ss)
+        return self._pg.transform.smoothscale(big, (size, size))
+
+    def _disc_shadow(self, radius: float) -> Any:
+        def draw(big: Any, c: float, ss: int) -> None:
+            self._pg.draw.ellipse(big, (0, 0, 0, 80), big.get_rect().inflate(-2 * ss, -2 * ss))
+
+        return self._supersampled(math.ceil(2 * radius * 1.15) + 2, draw)
 
     def _draw_kick_ring(self) -> Any:
-        pg = self._pg
-        ss = 4
         r = self.player_px * 1.75
-        size = math.ceil(2 * r) + 4
-        big = pg.Surface((size * ss, size * ss), pg.SRCALPHA)
-        c = size * ss / 2
-        pg.draw.circle(big, (*KICK_FLASH, 70), (c, c), r * ss)
-        ring_width = max(2, round(0.22 * self.player_px * ss))
-        pg.draw.circle(big, (*KICK_FLASH, 235), (c, c), r * ss, width=ring_width)
-        return pg.transform.smoothscale(big, (size, size))
+
+        def draw(big: Any, c: float, ss: int) -> None:
+            self._pg.draw.circle(big, (*KICK_FLASH, 70), (c, c), r * ss)
+            ring_width = max(2, round(0.22 * self.player_px * ss))
+            self._pg.draw.circle(big, (*KICK_FLASH, 235), (c, c), r * ss, width=ring_width)
+
+        return self._supersampled(math.ceil(2 * r) + 4, draw)
 
     def _highlight_ring(self) -> Any:
         """A white ring with a dark edge (legible on grass and on the white lines) around a player."""
         if self._you_ring is None:
-            pg = self._pg
-            ss = 4
             r = self.player_px * 1.6
-            size = math.ceil(2 * r) + 4
-            big = pg.Surface((size * ss, size * ss), pg.SRCALPHA)
-            c = size * ss / 2
-            width = max(2, round(0.3 * self.player_px * ss))
-            pg.draw.circle(big, (255, 255, 255, 60), (c, c), r * ss)
-            pg.draw.circle(big, (0, 0, 0, 170), (c, c), r * ss + ss, width=width + 2 * ss)
-            pg.draw.circle(big, (*YOU_RING, 255), (c, c), r * ss, width=width)
-            self._you_ring = pg.transform.smoothscale(big, (size, size))
+
+            def draw(big: Any, c: float, ss: int) -> None:
+                width = max(2, round(0.3 * self.player_px * ss))
+                self._pg.draw.circle(big, (255, 255, 255, 60), (c, c), r * ss)
+                self._pg.draw.circle(big, (0, 0, 0, 170), (c, c), r * ss + ss, width=width + 2 * ss)
+                self._pg.draw.circle(big, (*YOU_RING, 255), (c, c), r * ss, width=width)
+
+            self._you_ring = self._supersampled(math.ceil(2 * r) + 4, draw)
         return self._you_ring
 
     def _draw_you_label(self, pos: np.ndarray) -> None:
@@ -393,8 +395,8 @@ class SoccerRenderer:
         if self._caption_cache is not None and self._caption_cache[0] == caption:
             return self._caption_cache[1]
         pg = self._pg
-        line = max(2, round(0.009 * self.config.half_length_ * self.scale))
-        below = self.height - (self.world_to_pixel(0.0, -self.config.half_width_)[1] + line)
+        line = max(2, round(0.009 * self.config.resolved_half_length * self.scale))
+        below = self.height - (self.world_to_pixel(0.0, -self.config.resolved_half_width)[1] + line)
         h = max(16, math.floor(below) - 1)
         size = round(h * 0.9)
         text = self._font(size).render(caption, True, CAPTION_TEXT)
@@ -442,7 +444,7 @@ class SoccerRenderer:
         pg = self._pg
         ss = SUPERSAMPLE
         cfg = self.config
-        hl, hw, gw = cfg.half_length_, cfg.half_width_, cfg.goal_half_width_
+        hl, hw, gw = cfg.resolved_half_length, cfg.resolved_half_width, cfg.resolved_goal_half_width
         surf = pg.Surface((self.width * ss, self.height * ss))
         s = self.scale * ss
 
@@ -544,7 +546,7 @@ class SoccerRenderer:
         pg = self._pg
         ss = SUPERSAMPLE
         cfg = self.config
-        hl, gw = cfg.half_length_, cfg.goal_half_width_
+        hl, gw = cfg.resolved_half_length, cfg.resolved_goal_half_width
         depth = GOAL_DEPTH * hl
         surf = pg.Surface((self.width * ss, self.height * ss), pg.SRCALPHA)
         s = self.scale * ss

@@ -1,12 +1,12 @@
 """The rules of one match as straight-line scalar code, generated from `SoccerEngine._physics`.
 
-The PettingZoo env steps a single match. On arrays that small numpy spends ~1-2 us per call on
-overhead, whatever the size, and one step of `_physics` is ~150 calls; the same arithmetic on
-numpy float32 *scalars* costs ~0.07 us an operation. So, once per config, `scalar_physics`
-runs `_physics` itself on symbolic arrays (numpy object arrays whose elements record each scalar
-operation they take part in), folds the constants, drops multiplications by +-1, shares common
-subexpressions, and writes the recorded operations out as one Python function of numpy float32
-and int scalars. The rules keep their one source of truth: change `_physics` and the generated
+The PettingZoo env steps a single match. On arrays that small numpy's per-call overhead
+dominates, whatever the size, and one step of `_physics` is ~150 calls; the same arithmetic on
+numpy float32 *scalars* costs a small fraction of a call per operation (docs/benchmarks.md). So,
+once per config, `scalar_physics` runs `_physics` itself on symbolic arrays (numpy object
+arrays whose elements record each scalar operation they take part in), folds the constants,
+drops multiplications by +-1, shares common subexpressions, and writes the recorded operations
+out as one Python function of numpy float32 and int scalars. The rules keep their one source of truth: change `_physics` and the generated
 code follows.
 
 Bit-identity with the array code: every float operation is the same IEEE float32 operation numpy

@@ -41,16 +41,15 @@ from .config import KICK_ACTION, NUM_ACTIONS, REWARD_COMPONENTS, SoccerConfig
 
 MASK32 = 0xFFFFFFFF
 _EPS = 1e-6
-# Elements of the [2, N, B] player arrays per CPU thread. torch runs an elementwise op on several
-# threads from 32768 elements on, but on the 2-core reference VM a 2-thread op on 49k elements
-# (3v3, 4096 matches) is ~2.5x SLOWER than on one thread (the fork/join costs more than the op),
-# and a step 1.5-2.5x slower; from ~200k elements (16384 matches) on, 2 threads win. So the rules
-# run on one thread per 65536 such elements, at most torch's setting.
+# Elements of the [2, N, B] player arrays per CPU thread under `cpu_threads="auto"`. torch splits
+# an elementwise op over its threads from a fixed size on, and for the eager rules' many small ops
+# the fork/join of a thread team can cost more than the op itself on a few cores: a second thread
+# pays only from about this many elements each.
 _ELEMENTS_PER_THREAD = 65536
 # One match on the numpy backend (the PettingZoo env) steps through straight-line scalar code
-# generated from `_physics` (see `scalar.py`) up to this many players: ~0.07 us per scalar op
-# against ~1-2 us per numpy call, but the pairs grow as N^2, and from 5v5 on (~2800 scalar ops a
-# step) the ~150 array calls are as fast.
+# generated from `_physics` (see `scalar.py`) up to this many players: a scalar op costs a small
+# fraction of a numpy call (docs/benchmarks.md), but the pairs grow as N^2, and from 5v5 on (~2800
+# scalar ops a step) the ~150 array calls are as fast.
 _SCALAR_MAX_AGENTS = 8
 
 
@@ -101,14 +100,25 @@ class SoccerEngine:
                                "rng_key", "rng_counter")
 
     def __init__(self, config: SoccerConfig, num_envs: int = 1, backend: str = "torch", device: Any = "cpu",
-                 compile: bool = False):
+                 compile: bool = False, cpu_threads: int | str | None = None):
         """`compile=True` (torch only) fuses the step and the observation's feature rows with
-        `torch.compile` (the observation's matrix product stays BLAS's): 2-3x faster on big
-        batches after a one-off build (~20 s on 2 cores, ~5 s from torch's on-disk cache), but
-        then no longer bit-identical to the numpy backend (the compiler may contract a * b + c
-        into fused multiply-adds)."""
+        `torch.compile` (the observation's matrix product stays BLAS's): faster on big batches
+        after a one-off build, but then no longer bit-identical to the numpy backend (the compiler
+        may contract a * b + c into fused multiply-adds).
+
+        `cpu_threads` (torch on the CPU only; an opt-in) caps torch's CPU thread count while
+        `step` and `observe` run the rules, and puts the caller's count back after each call:
+        None (the default) never touches it; an int n >= 1 runs them on at most n threads;
+        "auto" on one thread per `_ELEMENTS_PER_THREAD` elements of the [2, N, B] player arrays
+        (the eager rules' small ops lose to a team's fork/join below that), and uncapped once
+        compiled. The count is process-wide: torch work in other Python threads sees the cap
+        while a step runs, so leave it None when other threads run torch ops."""
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} is invalid: expected an int >= 1")
+        if not (cpu_threads is None or cpu_threads == "auto" or (
+                isinstance(cpu_threads, int) and not isinstance(cpu_threads, bool) and cpu_threads >= 1)):
+            raise ValueError(f"cpu_threads={cpu_threads!r} is invalid: expected None, 'auto' or an int >= 1")
+        self.cpu_threads = cpu_threads
         self.config = config
         self.num_envs = num_envs
         self.ops = o = make_ops(backend, device)
@@ -116,9 +126,9 @@ class SoccerEngine:
         N, M = c.num_agents, c.max_team
         self.num_agents = N
         # resolved geometry and weights, read once (the config's properties recompute them)
-        self.half_length = L = c.half_length_
-        self.half_width = W = c.half_width_
-        self.goal_half_width = c.goal_half_width_
+        self.half_length = L = c.resolved_half_length
+        self.half_width = W = c.resolved_half_width
+        self.goal_half_width = c.resolved_goal_half_width
         self._weights = [(name, c.reward_weights[name]) for name in REWARD_COMPONENTS]
 
         # per-agent constants: each agent's mirror sign and the action -> acceleration table
@@ -170,9 +180,8 @@ class SoccerEngine:
                                              dtype=np.float32)[:, None], o.float)
         self._ones = o.asarray(np.ones((1, num_envs)), o.float)
 
-        self._threads = self._eager_threads()
         self._physics_fn, self._observe_fn = self._physics, self._observe
-        self._compile_failed = False
+        self._compiled = self._compile_failed = False
         if backend == "numpy" and num_envs == 1 and N <= _SCALAR_MAX_AGENTS:
             from .scalar import scalar_observe, scalar_physics
 
@@ -181,22 +190,28 @@ class SoccerEngine:
             if backend != "torch":
                 raise ValueError("compile=True needs backend='torch'")
             import torch
-            import torch._inductor.config as inductor_config
 
-            # compile in this process: a pool of idle compile workers would keep spinning OpenMP
-            # threads (see marl_grpo/__init__.py) and slow everything after it
-            inductor_config.compile_threads = 1
-            o.numpy_sqrt = False
-            self._physics_fn = self._eager_on_failure(torch.compile(self._physics, dynamic=False), self._physics)
-            self._observe_fn = self._eager_on_failure(torch.compile(self._observe, dynamic=False), self._observe)
-            self._threads = torch.get_num_threads() * 64  # no limit: the fused kernels use them well
+            # these two graphs build in this process (an option of theirs alone, not inductor's
+            # global setting): the compile worker processes torch would start otherwise stay alive
+            # after the build and can take cores from the run on a small machine
+            options = {"compile_threads": 1}
+            o.numpy_sqrt, self._compiled = False, True
+            self._physics_fn = self._eager_on_failure(
+                torch.compile(self._physics, dynamic=False, options=options), self._physics)
+            self._observe_fn = self._eager_on_failure(
+                torch.compile(self._observe, dynamic=False, options=options), self._observe)
+        self._threads = self._thread_cap()
 
         self.state: dict[str, Any] = {}
         self.kicking = o.zeros((N, num_envs), o.float)
         self.reset(seed=0)
 
-    def _eager_threads(self) -> int:
-        """CPU threads for the eager rules: one per `_ELEMENTS_PER_THREAD` elements of [2, N, B]."""
+    def _thread_cap(self) -> int | None:
+        """The most CPU threads the rules run on, from `cpu_threads` (None: torch's count, untouched)."""
+        if self.cpu_threads != "auto":
+            return self.cpu_threads
+        if self._compiled and not self._compile_failed:
+            return None  # the fused kernels use every thread well
         return max(1, 2 * self.num_agents * self.num_envs // _ELEMENTS_PER_THREAD)
 
     def _eager_on_failure(self, compiled: Any, eager: Any) -> Any:
@@ -210,7 +225,7 @@ class SoccerEngine:
                     warnings.warn(f"SoccerEngine: torch.compile failed ({type(err).__name__}: {err}); the rules "
                                   "run eagerly", RuntimeWarning, stacklevel=4)
                     self._compile_failed, self.ops.numpy_sqrt = True, True
-                    self._threads = self._eager_threads()
+                    self._threads = self._thread_cap()
             return eager(*args)
 
         return call

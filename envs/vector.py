@@ -31,9 +31,16 @@ class SoccerVecEnv:
     - `state() -> [B, state_dim]` is the global (unmirrored) state for a centralized critic.
     - `branch(src_idx, group_size)` turns the batch into `group_size` copies of each chosen match.
 
-    `compile=True` fuses the rules with torch.compile (see `SoccerEngine`): 2-3x faster on big
-    batches after a build of ~20 s (~5 s from torch's cache), but no longer bit-identical to the
-    PettingZoo env. `check_actions=False` skips the per-step range check of the actions.
+    `compile=True` fuses the rules with torch.compile (see `SoccerEngine`): faster on big batches
+    after a one-off build (shorter from torch's cache; figures: docs/benchmarks.md), but no
+    longer bit-identical to the PettingZoo env. `check_actions=False` skips the per-step range check of the actions.
+
+    `cpu_threads` (default None: never touched) is an opt-in that caps torch's process-wide CPU
+    thread count while a step runs the rules, restoring the caller's count after each step: an
+    int n >= 1 caps at n, "auto" at one thread per 65536 elements of the [2, N, B] player arrays
+    (uncapped when compiled), where a thread team's fork/join stops costing more than it gains.
+    Torch work in other Python threads sees the cap during a step. The trainer and `bench env`
+    build their envs with "auto" (see `SoccerEngine`).
 
     Keyword arguments other than those below are `SoccerConfig` fields; a misspelt one raises.
     """
@@ -41,12 +48,14 @@ class SoccerVecEnv:
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 20, "name": "soccer_vec_v0"}
 
     def __init__(self, num_envs: int = 1024, device: Any = "auto", render_mode: str | None = None,
-                 check_actions: bool = True, compile: bool = False, **kwargs: Any):
+                 check_actions: bool = True, compile: bool = False, cpu_threads: int | str | None = None,
+                 **kwargs: Any):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r} is invalid: expected None, 'rgb_array' or 'human'")
         self.config = SoccerConfig.from_kwargs(**kwargs)
         self.device = resolve_device(device)
-        self.engine = SoccerEngine(self.config, num_envs, backend="torch", device=self.device, compile=compile)
+        self.engine = SoccerEngine(self.config, num_envs, backend="torch", device=self.device, compile=compile,
+                                   cpu_threads=cpu_threads)
         self.num_envs = num_envs
         self.num_agents = self.config.num_agents
         self.agents = self.config.agents
@@ -112,6 +121,21 @@ class SoccerVecEnv:
 
     def state(self) -> torch.Tensor:
         return self.engine.global_state()
+
+    def score(self) -> torch.Tensor:
+        """The running score of every match, int64 [B, 2] (blue, red): a copy, which later steps
+        do not change."""
+        return self.engine.state["score"].clone()
+
+    def steps_in_match(self) -> torch.Tensor:
+        """The steps played in every current match, int64 [B] (0 at kickoff; the match is truncated
+        at `max_cycles`): a copy."""
+        return self.engine.state["t"].clone()
+
+    def player_positions(self) -> torch.Tensor:
+        """Every player's position on the pitch, float32 [B, N, 2] (x, y; blue slots then red), in
+        the global frame: blue attacks +x whatever the observations' mirroring. A copy."""
+        return torch.stack([self.engine.state["x"].T, self.engine.state["y"].T], -1)
 
     def branch(self, src_idx: Any, group_size: int) -> torch.Tensor:
         """Fill the batch with `group_size` copies of each match in `src_idx`; returns the new obs.

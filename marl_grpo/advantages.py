@@ -415,7 +415,10 @@ def process_group_advantages(
         scale: one of :data:`SCALES`.
         eps: ``>= 0``, added to the std.
         dones: ``[T, S]`` optional episode ends, as in :func:`returns_to_go`.
-        baseline, aggregation, components, reward_weights: as in :func:`group_advantages`.
+        baseline: as in :func:`group_advantages`.
+        aggregation: as in :func:`group_advantages`.
+        components: as in :func:`group_advantages`.
+        reward_weights: as in :func:`group_advantages`.
 
     Returns:
         ``[T, S]`` detached advantages.

@@ -18,16 +18,49 @@
 `python -m marl_grpo ...` is the same command.
 
 Each command's options come from a config dataclass (see `--help` of each command).
+
+One option comes before the command: `marl-grpo --omp-wait auto|active|passive|default COMMAND ...`
+(else the MARL_GRPO_OMP_WAIT variable; default `auto`) chooses the OpenMP wait policy of torch's
+CPU threads, once, before torch is imported (see `marl_grpo.run.threads.omp_wait_env`). The
+command sets the chosen variable (OMP_WAIT_POLICY or GOMP_SPINCOUNT) in its own environment, so
+the processes it starts (`compare --jobs` workers, compile workers) inherit it. A user's own
+OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins. Called as a function after torch was imported
+(`main([...])` from Python), the command sets nothing.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from marl_grpo.run.distributed import shard_from_env
-from marl_grpo.run.presets import parse_config, parse_with_preset
+from marl_grpo.run.threads import OMP_WAIT_OPTIONS, omp_wait_env
+
+# Nothing imported at the top may import torch: the OpenMP runtime reads its wait policy once,
+# when torch loads it, and `main` chooses that policy first. So the command modules, and the
+# parsing helpers below, are imported only when a command runs.
+
+
+def parse_config(*args: Any, **kwargs: Any) -> Any:
+    """`marl_grpo.run.presets.parse_config`, imported when a command runs."""
+    from marl_grpo.run.presets import parse_config as parse
+
+    return parse(*args, **kwargs)
+
+
+def parse_with_preset(*args: Any, **kwargs: Any) -> Any:
+    """`marl_grpo.run.presets.parse_with_preset`, imported when a command runs."""
+    from marl_grpo.run.presets import parse_with_preset as parse
+
+    return parse(*args, **kwargs)
+
+
+def world_from_env() -> Any:
+    """`marl_grpo.run.distributed.world_from_env`, imported when a command runs."""
+    from marl_grpo.run.distributed import world_from_env as world
+
+    return world()
 
 
 def _checked(command: str, fn: Callable[[Any], Any], cfg: Any) -> Any:
@@ -43,7 +76,7 @@ def _train(argv: list[str]) -> None:
 
     cfg = parse_with_preset(argv, PRESETS, "2v2", "marl-grpo train", "GRPO or PPO (--algo ppo) training.")
     result = _checked("marl-grpo train", train, cfg)
-    if not shard_from_env().is_main:
+    if not world_from_env().is_main:
         return
     print(f"done: {result['global_step']} env steps in {result['elapsed']:.0f} s "
           f"(peak memory {result['peak_memory_mb']:.0f} MB); last evaluation: {result['eval']}")
@@ -59,7 +92,7 @@ def _llm(argv: list[str]) -> None:
     except ImportError as err:
         raise SystemExit(f"marl-grpo llm needs the LLM extra: pip install -e '.[llm]' ({err})") from None
     result = _checked("marl-grpo llm", train_llm, cfg)
-    if not shard_from_env().is_main:
+    if not world_from_env().is_main:
         return
     history = result["history"]["llm/answer_reward"]
     if history:
@@ -171,11 +204,49 @@ COMMANDS: dict[str, Callable[[list[str]], None] | dict[str, Callable[[list[str]]
 
 
 def _usage(commands: dict, prefix: str) -> str:
-    return f"usage: {prefix} {{{','.join(commands)}}} [options]   (add --help after a command for its options)"
+    before = f" [--omp-wait {{{','.join(OMP_WAIT_OPTIONS)}}}]" if prefix == "marl-grpo" else ""
+    return f"usage: {prefix}{before} {{{','.join(commands)}}} [options]   (add --help after a command for its options)"
+
+
+def _omp_wait_option(argv: list[str]) -> str | None:
+    """Remove the leading `--omp-wait VALUE` (or `--omp-wait=VALUE`) options from `argv`; the last
+    value given, or None."""
+    value = None
+    while argv and argv[0].split("=", 1)[0] == "--omp-wait":
+        option = argv.pop(0)
+        if "=" in option:
+            value = option.split("=", 1)[1]
+        elif argv:
+            value = argv.pop(0)
+        else:
+            raise SystemExit(f"marl-grpo: --omp-wait needs a value: one of {', '.join(OMP_WAIT_OPTIONS)}")
+    return value
+
+
+def set_thread_policy(option: str | None) -> dict[str, str]:
+    """Choose the OpenMP wait policy from `option` (`--omp-wait`; None: the MARL_GRPO_OMP_WAIT
+    variable, else `auto`) and set its variable in this process's environment, which the OpenMP
+    runtime reads when torch loads and child processes inherit. Returns what was set: nothing once
+    torch is imported (too late to matter), or when the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT."""
+    name = "--omp-wait"
+    if option is None:
+        option, name = os.environ.get("MARL_GRPO_OMP_WAIT"), "MARL_GRPO_OMP_WAIT"
+    try:
+        env = omp_wait_env(option, name=name)
+    except ValueError as err:
+        raise SystemExit(f"marl-grpo: {err}") from None
+    if "torch" in sys.modules:
+        if name == "--omp-wait":
+            print(f"marl-grpo: --omp-wait {option} has no effect: torch was imported before the command started",
+                  file=sys.stderr)
+        return {}
+    os.environ.update(env)
+    return env
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    set_thread_policy(_omp_wait_option(argv))
     commands, prefix = COMMANDS, "marl-grpo"
     while isinstance(commands, dict):
         if not argv or argv[0] in ("-h", "--help"):

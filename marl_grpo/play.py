@@ -27,11 +27,11 @@ import torch
 import tyro
 
 from marl_grpo.agents import BOT_NAMES, SoccerPolicy, make_bot
+from marl_grpo.agents.checkpoint import load_policy, read_config
 from marl_grpo.envs import KICK_ACTION, SoccerConfig, SoccerVecEnv
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.envs.record import save_video
-from marl_grpo.rl.evaluate import evaluate
-from marl_grpo.run.checkpoint import load_policy, read_config
+from marl_grpo.rl.evaluate import play_matches
 from marl_grpo.run.files import EVAL_SEED
 
 
@@ -109,7 +109,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, float]:
         return _run_llm_eval(cfg)
     _llm_only_given(cfg, cfg.checkpoint)
     policy, _, kwargs = _load(cfg.checkpoint, cfg.team_size, resolve_device(cfg.device))
-    result = evaluate(policy, kwargs, cfg.opponent, cfg.strength, cfg.matches, cfg.seed, cfg.deterministic)
+    result = play_matches(policy, kwargs, cfg.opponent, cfg.strength, cfg.matches, cfg.seed, cfg.deterministic)
     print(f"{cfg.checkpoint} vs {cfg.opponent} (strength {cfg.strength}), {cfg.matches} matches:")
     print(f"  win {result['eval/win_rate']:.1%}  draw {result['eval/draw_rate']:.1%}  loss {result['eval/loss_rate']:.1%}"
           f"  goal difference {result['eval/goal_diff']:+.2f} per match")

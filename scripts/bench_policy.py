@@ -2,7 +2,7 @@
 
 For each architecture, on observations of a real vector env, it measures
 - act:   forward + sample under no_grad (`policy.act`), in samples (player rows) per second;
-- train: forward + backward + Adam step of `-logp.mean() - 0.01 * entropy.mean()` (`policy.evaluate`);
+- train: forward + backward + Adam step of `-logp.mean() - 0.01 * entropy.mean()` (`policy.logp_and_entropy`);
 and prints the parameter counts. Each number is the fastest call seen over `--rounds` rounds
 that interleave all the variants, so that a busy machine slows every variant alike and the best
 call is the least disturbed one.
@@ -61,7 +61,7 @@ def main() -> None:
                 return policy.act(rows)
 
             def train(policy=policy, rows=rows, actions=actions, optimizer=optimizer) -> None:
-                logp, entropy = policy.evaluate(rows, actions)
+                logp, entropy = policy.logp_and_entropy(rows, actions)
                 loss = -logp.mean() - 0.01 * entropy.mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

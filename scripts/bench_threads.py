@@ -17,12 +17,12 @@ sleep: it shows that the policy really took effect). The machines this runs on a
 1-minute load average is printed for every run; compare ratios measured side by side.
 
 Policies (`--policies`, comma-separated):
-    ACTIVE, PASSIVE         OMP_WAIT_POLICY set by hand (torch imported before marl_grpo)
-    unset                   neither variable: libgomp's default (300k spins, a few ms, then sleep)
-    spin=N                  GOMP_SPINCOUNT=N only (e.g. 30k, 3M)
+    ACTIVE, PASSIVE         OMP_WAIT_POLICY set by hand
+    unset                   neither variable: the OpenMP runtime's default
+    spin=N                  GOMP_SPINCOUNT=N only (e.g. 30k, 3M; GNU libgomp only)
     auto, active, passive, default
-                            MARL_GRPO_OMP_WAIT=<value>: marl_grpo chooses and applies the policy
-                            while torch loads, then removes the variable again
+                            `marl-grpo --omp-wait <value>`: the worker chooses the policy as the
+                            command does (`marl_grpo.cli.set_thread_policy`), before it imports torch
 """
 
 from __future__ import annotations
@@ -50,18 +50,19 @@ def policy_env(policy: str) -> tuple[dict[str, str], bool]:
     if policy.startswith("spin="):
         return {"GOMP_SPINCOUNT": policy.split("=", 1)[1]}, False
     if policy in MARL_OPTIONS:
-        return {"MARL_GRPO_OMP_WAIT": policy}, True
+        return {}, True
     raise SystemExit(f"unknown policy {policy!r}: ACTIVE, PASSIVE, unset, spin=N or one of {', '.join(MARL_OPTIONS)}")
 
 
 # ---------------------------------------------------------------------------------------- worker
-def worker(threads: int, iterations: int, max_seconds: float, via_marl: bool) -> None:
-    """Time whole GRPO iterations of the quick preset; print one JSON line."""
-    if not via_marl:
-        import torch  # noqa: F401  (libgomp reads the variables exactly as given; marl_grpo is too late)
+def worker(threads: int, iterations: int, max_seconds: float, policy: str | None) -> None:
+    """Time whole GRPO iterations of the quick preset; print one JSON line. `policy`: the
+    `--omp-wait` value to choose before torch loads, as the command does (None: none)."""
     import dataclasses
 
-    import marl_grpo
+    from marl_grpo.cli import set_thread_policy
+
+    chosen = set_thread_policy(policy) if policy is not None else None
     import torch
 
     from marl_grpo.rl import PRESETS, SoccerTrainer
@@ -90,16 +91,13 @@ def worker(threads: int, iterations: int, max_seconds: float, via_marl: bool) ->
     cpu = time.process_time()
     time.sleep(0.3)
     spin = (time.process_time() - cpu) / 0.3
-    print(json.dumps({"times": times, "spin": spin, "env_after_torch": seen,
-                      "chosen": getattr(marl_grpo, "OMP_WAIT_ENV", None)}))
+    print(json.dumps({"times": times, "spin": spin, "env_after_torch": seen, "chosen": chosen}))
 
 
 # ------------------------------------------------------------------------------------------ main
 def run_one(policy: str, threads: int, busy: bool, args: argparse.Namespace) -> dict:
     extra, via_marl = policy_env(policy)
     env = {k: v for k, v in os.environ.items() if k not in OMP_VARS}
-    if not via_marl:  # marl_grpo must not add anything of its own (torch is imported first anyway)
-        env["MARL_GRPO_OMP_WAIT"] = "default"
     env.update(extra)
     competitors = [subprocess.Popen([sys.executable, "-c", "while True: pass"], env=env)
                    for _ in range(args.competitors if busy else 0)]
@@ -109,7 +107,7 @@ def run_one(policy: str, threads: int, busy: bool, args: argparse.Namespace) -> 
     try:
         proc = subprocess.run([sys.executable, __file__, "--worker", "--threads", str(threads),
                                "--iterations", str(args.iterations), "--max-seconds", str(args.max_seconds)]
-                              + (["--via-marl"] if via_marl else []),
+                              + (["--omp-wait", policy] if via_marl else []),
                               env=env, capture_output=True, text=True, timeout=600)
     finally:
         for competitor in competitors:
@@ -134,10 +132,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the configuration order")
     parser.add_argument("--json", type=Path, help="also write every run's raw result here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--via-marl", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--omp-wait", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(int(args.threads), args.iterations, args.max_seconds, args.via_marl)
+        worker(int(args.threads), args.iterations, args.max_seconds, args.omp_wait)
         return
 
     policies = args.policies.split(",")
@@ -178,10 +176,10 @@ def main() -> None:
               f"{min(per_run):>10.2f} - {max(per_run):<8.2f} {medians[c] / best[(t, b)]:>6.2f} {spins:>5.2f} "
               f"{min(loads):>5.2f}-{max(loads):<5.2f}")
     chosen = {json.dumps(r["chosen"]) for (p, _, _), rs in runs.items() if p in MARL_OPTIONS for r in rs}
-    leaked = {json.dumps(r["env_after_torch"]) for (p, _, _), rs in runs.items() if p in MARL_OPTIONS for r in rs}
+    seen = {json.dumps(r["env_after_torch"]) for (p, _, _), rs in runs.items() if p in MARL_OPTIONS for r in rs}
     if chosen:
-        print(f"marl_grpo chose: {', '.join(sorted(chosen))}; variables after `import torch` in those runs: "
-              f"{', '.join(sorted(leaked))}")
+        print(f"--omp-wait chose: {', '.join(sorted(chosen))}; variables torch loaded with in those runs: "
+              f"{', '.join(sorted(seen))}")
     if args.json:
         args.json.write_text(json.dumps([{"policy": p, "threads": t, "busy": b, **r}
                                          for (p, t, b), rs in runs.items() for r in rs], indent=1))

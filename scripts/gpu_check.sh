@@ -23,7 +23,7 @@
 # Each step has a time limit, and the whole script a deadline (GPU_CHECK_BUDGET_S, 470 s): a step
 # that no longer fits is reported as not run. Exit status: non-zero if a step failed or did not run.
 #
-# CPU rehearsal (here, in a Python 3.12 / torch 2.11 venv mimicking the image; see README): `make
+# CPU rehearsal (here, in a Python 3.12 / torch 2.11 venv mimicking the image; see docs/scaling.md): `make
 # test-image` (a CI step), which builds .venv312 from scripts/gpu_image.txt and runs gpu_wheels.sh, then
 #   GPU_CHECK_DEVICE=cpu PY=.venv312/bin/python bash scripts/gpu_check.sh
 # runs the same steps on the CPU, with smaller sizes and a longer deadline. Other settings:

@@ -3,7 +3,7 @@ import os
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-import marl_grpo  # noqa: E402,F401  (sets the OpenMP wait policy before torch loads)
+import marl_grpo  # noqa: E402,F401  (registers the PettingZoo env)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

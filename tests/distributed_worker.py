@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from marl_grpo.run.distributed import shard_from_env
+from marl_grpo.run.distributed import world_from_env
 from marl_grpo.run.loop import run_training
 from marl_grpo.run.presets import parse_with_preset
 
@@ -28,7 +28,7 @@ def main() -> None:
     class Recording(Base):
         def summary(self, global_step, elapsed):
             weights = {f"{i}": p.detach().cpu().clone() for i, p in enumerate(self.parameters)}
-            torch.save(weights, out / f"rank{shard_from_env().rank}.pt")
+            torch.save(weights, out / f"rank{world_from_env().rank}.pt")
             return super().summary(global_step, elapsed)
 
     out.mkdir(parents=True, exist_ok=True)

@@ -282,7 +282,7 @@ def test_supersuit_normalize_obs(kwargs):
             seen += 1
         # the scripted striker reads raw observations
         raw_obs = raw.engine.observe()[0]
-        actions = {a: scripted_action(raw_obs[raw._index[a]], lay) if rng.random() < 0.7 else int(rng.integers(0, 10))
+        actions = {a: scripted_action(raw_obs[raw.possible_agents.index(a)], lay) if rng.random() < 0.7 else int(rng.integers(0, 10))
                    for a in env.agents}
         obs, *_ = env.step(actions)
     for o in obs.values():

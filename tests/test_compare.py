@@ -56,11 +56,9 @@ def test_run_configs_share_settings_and_apply_per_algorithm_options(tmp_path):
         run_configs(CompareConfig(algos=("a2c",)))
 
 
-def test_compare_end_to_end(tmp_path, capsys):
+def test_compare_end_to_end(tmp_path):
     root = tmp_path / "compare-tiny"
     main(["compare", "--preset", "tiny", "--train.log-dir", str(tmp_path), "--jobs", "2", "--train.max-cycles", "16"])
-    out = capsys.readouterr().out
-    assert "final win rate" in out and "compare.png" in out
 
     finals = {}
     for algo in ("grpo", "ppo"):

@@ -11,8 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from marl_grpo.agents.checkpoint import POLICY_FILE
 from marl_grpo.cli import main
-from marl_grpo.run.files import CHECKPOINT_DIR, POLICY_FILE
+from marl_grpo.run.files import CHECKPOINT_DIR
 
 WORKER = str(Path(__file__).with_name("distributed_worker.py"))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
@@ -126,3 +127,18 @@ def test_a_league_under_torchrun_keeps_ranks_in_step_and_one_pool(tmp_path):
     assert league["order"] == ["team", "chaser", "snapshot-000002", "snapshot-000003"]
     opponents = [s["trainer"]["rollout"]["league"]["opponent"] for s in state["ranks"]]
     assert [o.shape for o in opponents] == [(8,), (8,)]  # each rank's own matches drew their opponents
+
+
+def test_rank_device_resolves_the_run_device_per_rank():
+    from marl_grpo.run.distributed import World, rank_device
+
+    auto = rank_device("auto")
+    assert auto.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert rank_device("cpu", World(rank=1, world_size=2, local_rank=1)) == torch.device("cpu")
+    if torch.cuda.is_available():  # one GPU per rank under torchrun
+        assert rank_device("cuda", World(rank=1, world_size=2, local_rank=0)) == torch.device("cuda", 0)
+    else:
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            rank_device("cuda")
+    with pytest.raises(ValueError, match="device='gpu0' is invalid"):
+        rank_device("gpu0")

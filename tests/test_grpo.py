@@ -25,7 +25,8 @@ def _segment(device: str, T=3, B=4, C=2, seed=0) -> Segment:
 
 
 def _learner(device: str, **overrides) -> GRPOLearner:
-    cfg = dataclasses.replace(TrainConfig(), num_envs=4, group_size=2, **overrides)
+    # one setting for every mode: a group size that team mode does not read is not the test's subject
+    cfg = dataclasses.replace(TrainConfig(), num_envs=4, group_size=2, given=frozenset(overrides), **overrides)
     policy = SoccerPolicy(35, hidden=8, device=device)
     return GRPOLearner(policy, cfg, SoccerConfig(team_size=2))
 
@@ -142,15 +143,48 @@ def test_normalize_then_sum_reads_the_envs_reward_components(supervision, device
     assert not torch.allclose(learner.advantages(segment)[0].advantages, adv)
 
 
+def _on_policy_loss(loss_type: str, logp: torch.Tensor, advantages: torch.Tensor) -> float:
+    """The loss of each type where every ratio is 1 and every step is real (soccer), by hand:
+    the clipped surrogates give -A per step, cispo -min(1, 0.2) A logp (its cap falls back to
+    clip_eps), sapo -sigmoid(0) 4 / tau A, vespo -phi(1) A logp; luspo sums a segment's steps."""
+    adv = advantages if advantages.dim() == 2 else advantages[:, None].expand_as(logp)
+    tau = torch.where(adv > 0, 1.0, 1.05)
+    per_step = {"cispo": 0.2 * adv * logp, "sapo": 2 / tau * adv, "vespo": adv * logp}.get(loss_type, adv)
+    return float(-per_step.sum(1).mean() if loss_type == "luspo" else -per_step.mean())
+
+
 @pytest.mark.parametrize("loss_type, ratio_level", [("cispo", "token"), ("sapo", "token"), ("vespo", "token"),
                                                    ("luspo", "sequence"), ("grpo", "sequence")])
-def test_soccer_trains_with_every_trl_loss_type(tmp_path, loss_type, ratio_level):
+def test_soccer_trains_with_every_trl_loss_type(tmp_path, monkeypatch, loss_type, ratio_level):
+    """The command line's loss type reaches the loss core, whose value on the update's first
+    (on-policy) minibatches is the hand-computed one, never zero, and whose stats are the type's own."""
+    import marl_grpo.run.update
     from marl_grpo.cli import main
+    from marl_grpo.losses import policy_loss
 
+    calls = []
+
+    def recording(*args, options, ref_logp=None):
+        loss, stats = policy_loss(*args, options=options, ref_logp=ref_logp)
+        calls.append((args, options, float(loss.detach()), stats))
+        return loss, stats
+
+    monkeypatch.setattr(marl_grpo.run.update, "policy_loss", recording)
     main(["train", "--preset", "tiny", "--max-cycles", "16", "--log-dir", str(tmp_path), "--loss-type", loss_type,
           "--ratio-level", ratio_level, "--advantage-baseline", "loo"])
     result = __import__("json").loads((tmp_path / "tiny" / "result.json").read_text())
     assert result["config"]["loss_type"] == loss_type and result["iteration"] == 3
+    assert len(calls) == 3 * 2 * 8  # iterations x epochs x minibatches
+    assert {(options.loss_type, options.ratio_level) for _, options, _, _ in calls} == {(loss_type, ratio_level)}
+    on_policy = [(args, loss) for args, _, loss, _ in calls if torch.allclose(args[0], args[1], atol=1e-5)]
+    assert len(on_policy) >= 3  # at least each iteration's first minibatch
+    expected = [_on_policy_loss(loss_type, args[0].detach(), args[2]) for args, _ in on_policy]
+    assert [loss for _, loss in on_policy] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert max(abs(e) for e in expected) > 1e-3
+    stats = calls[0][3]
+    assert ("cispo_clip_ratio" in stats) == (loss_type == "cispo")
+    assert ("vespo/phi_seq_mean" in stats) == (loss_type == "vespo")
+    assert ("clip_frac" in stats) == (loss_type not in ("sapo", "vespo"))
 
 
 def test_compile_env_trains_on_the_compiled_rules():

@@ -28,7 +28,7 @@ def make_pair(B: int, device: str, **kwargs):
 def score_goal(env: SoccerVecEnv, match: int) -> None:
     """Put match `match`'s ball just before the red goal line, rolling in: blue scores on the next step."""
     state = env.get_state()
-    state["ball_x"][match] = 0.99 * env.config.half_length_
+    state["ball_x"][match] = 0.99 * env.config.resolved_half_length
     state["ball_y"][match] = 0.0
     state["ball_vx"][match] = 0.1
     state["ball_vy"][match] = 0.0
@@ -291,7 +291,7 @@ def test_partial_reset_mask(device):
     np.testing.assert_array_equal(obs2[~mask], obs[~mask])  # the other matches are untouched
     assert (obs2[mask][:, lay["time_left"]] == 1.0).all()
     assert np.allclose(obs2[~mask][:, lay["time_left"]], 1 - 3 / 50)
-    assert int(genv.env.engine.state["t"][1]) == 0 and float(genv.env.get_state()["episode_return"][1].abs().sum()) == 0
+    assert int(genv.env.steps_in_match()[1]) == 0 and float(genv.env.get_state()["episode_return"][1].abs().sum()) == 0
     with pytest.raises(ValueError, match="all or none of the players of each match"):
         genv.reset(options={"reset_mask": np.array([True, False, False, False, False, False])})
     with pytest.raises(ValueError, match="seed cannot be combined"):

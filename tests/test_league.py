@@ -7,16 +7,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from marl_grpo.agents.checkpoint import POLICY_FILE, load_policy
 from marl_grpo.cli import main
 from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.rl import preset
 from marl_grpo.rl.league import LATEST, League, expected_score, parse_anchors, pfsp_weights
 from marl_grpo.rl.train import SoccerTrainer
-from marl_grpo.run.checkpoint import load_policy, load_trainer_state
-from marl_grpo.run.files import CHECKPOINT_DIR, LEAGUE_DIR, POLICY_FILE
+from marl_grpo.run.checkpoint import load_trainer_state
+from marl_grpo.run.files import CHECKPOINT_DIR, LEAGUE_DIR
 
-TINY = ["train", "--preset", "tiny", "--max-cycles", "16", "--opponent", "league", "--num-envs", "8",
-        "--group-size", "4"]
+TINY = ["train", "--preset", "tiny", "--max-cycles", "16", "--opponent", "league", "--num-envs", "8"]  # G = 4
 
 
 def _trainer(tmp_path: Path, **changes) -> SoccerTrainer:
@@ -72,7 +72,7 @@ def test_a_group_never_mixes_opponents_and_a_match_keeps_its_opponent(tmp_path):
     league.add_snapshot(0, {})
     previous = None
     for _ in range(6):
-        t_before = None if previous is None else env.engine.state["t"].clone()
+        t_before = None if previous is None else env.steps_in_match()
         segment = collector.collect(8)
         opponents = league.opponent.view(-1, 4)
         assert (opponents == opponents[:, :1]).all()  # every copy of a block faces one opponent

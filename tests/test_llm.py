@@ -239,7 +239,7 @@ def test_training_calls_the_shared_loss_and_changes_the_model(tmp_path, monkeypa
     calls = []
 
     def counting_policy_loss(*args, **kwargs):
-        calls.append(kwargs)
+        calls.append(vars(kwargs["options"]))  # the PolicyLossOptions the update built
         return policy_loss(*args, **kwargs)
 
     monkeypatch.setattr(marl_grpo.run.update, "policy_loss", counting_policy_loss)
@@ -318,7 +318,6 @@ def test_checkpoint_reloads_with_the_same_logits(agent, tmp_path, device):
     (["--num-minibatches", "3"], "num_minibatches=3 must divide prompts_per_step=2"),
     (["--opponent", "keeper"], "opponent='keeper' is invalid"),
     (["--dtype", "float64"], "dtype='float64' is invalid: expected one of \\('float32', 'bfloat16', 'float16'\\)"),
-    (["--loss-type", "luspo"], "loss_type='luspo' needs ratio_level='sequence', got ratio_level='token'"),
     (["--loss-type", "vespo", "--ratio-level", "sequence"], "loss_type='vespo' needs ratio_level='token'"),
     (["--loss-type", "sapo", "--delta", "4"], "delta=4.0 bounds the clipped surrogate .* loss_type='sapo' has none"),
     (["--delta", "1"], "delta=1.0 is invalid: expected a finite number > 1.0"),
@@ -336,11 +335,16 @@ def test_bad_config_fails_fast(tmp_path, args, message):
 def test_loss_and_baseline_flags_reach_the_config():
     cfg = parse_with_preset(
         ["--loss-type", "luspo", "--ratio-level", "sequence", "--delta", "4", "--off-policy-mask-threshold", "0.5",
-         "--use-bias-correction-kl", "--advantage-baseline", "loo", "--reward-aggregation", "normalize_then_sum",
-         "--vespo-k-neg", "2.5"], PRESETS, "test", "marl-grpo llm", "")
+         "--kl-coef", "0.1", "--use-bias-correction-kl", "--advantage-baseline", "loo", "--reward-aggregation",
+         "normalize_then_sum"], PRESETS, "test", "marl-grpo llm", "")
     assert (cfg.loss_type, cfg.ratio_level, cfg.delta, cfg.off_policy_mask_threshold, cfg.use_bias_correction_kl,
-            cfg.advantage_baseline, cfg.reward_aggregation, cfg.vespo_k_neg) == (
-        "luspo", "sequence", 4.0, 0.5, True, "loo", "normalize_then_sum", 2.5)
+            cfg.advantage_baseline, cfg.reward_aggregation) == (
+        "luspo", "sequence", 4.0, 0.5, True, "loo", "normalize_then_sum")
+    vespo = parse_with_preset(["--loss-type", "vespo", "--vespo-k-neg", "2.5"], PRESETS, "test", "marl-grpo llm", "")
+    assert (vespo.loss_type, vespo.vespo_k_neg) == ("vespo", 2.5)
+    with pytest.raises(SystemExit, match=r"^marl-grpo llm: --vespo-k-neg 2.5 has no effect with --loss-type luspo"):
+        parse_with_preset(["--loss-type", "luspo", "--ratio-level", "sequence", "--vespo-k-neg", "2.5"], PRESETS,
+                          "test", "marl-grpo llm", "")
     defaults = preset("test")  # today's defaults: no preset changes
     assert (defaults.loss_type, defaults.delta, defaults.off_policy_mask_threshold, defaults.use_bias_correction_kl,
             defaults.advantage_baseline, defaults.reward_aggregation) == (
@@ -374,7 +378,7 @@ def test_training_passes_loss_type_baseline_and_aggregation(tmp_path, monkeypatc
         return group_advantages(*args, **kwargs)
 
     def recording_policy_loss(*args, **kwargs):
-        losses.append(kwargs)
+        losses.append(vars(kwargs["options"]))
         return policy_loss(*args, **kwargs)
 
     monkeypatch.setattr(marl_grpo.llm.train, "group_advantages", recording_group_advantages)
@@ -403,3 +407,21 @@ def test_importing_agents_does_not_import_transformers():
     code = "import sys, marl_grpo.agents, marl_grpo.llm, marl_grpo.cli; print('transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("argv, option, setting", [
+    (["--model", "models/x", "--tiny-hidden", "8"], "--tiny-hidden 8", "--model models/x"),
+    (["--lora-alpha", "3"], "--lora-alpha 3.0", "--lora-r 0"),
+    (["--task", "direction", "--horizon", "2"], "--horizon 2", "--task direction"),
+    (["--task", "direction", "--reward-goal", "2"], "--reward-goal 2.0", "--task direction"),
+    (["--others-checkpoint", "runs/x/checkpoint", "--opponent", "chaser"], "--opponent chaser",
+     "--others-checkpoint runs/x/checkpoint"),
+    (["--chat-template", "off", "--system-prompt", "Play."], "--system-prompt Play.", "--chat-template off"),
+])
+def test_llm_config_refuses_a_setting_the_run_does_not_read(argv, option, setting):
+    with pytest.raises(SystemExit, match=rf"^marl-grpo llm: {re.escape(option)} has no effect with "
+                                         rf"{re.escape(setting)} \([^()]+\); remove it$"):
+        parse_with_preset(argv, PRESETS, "test", "marl-grpo llm", "")
+    # the preset's own tiny sizes do not count as given next to --model
+    cfg = parse_with_preset(["--model", "models/x"], PRESETS, "test", "marl-grpo llm", "")
+    assert (cfg.model, cfg.tiny_hidden, cfg.given) == ("models/x", 16, {"model"})

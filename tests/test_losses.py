@@ -1,22 +1,34 @@
 """Loss core against numbers worked out by hand, and a plain loop reference."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
+import marl_grpo.run.update
 from marl_grpo.losses import (
     CLIPPED_LOSS_TYPES,
     KL_ESTIMATORS,
     LOSS_RATIO_LEVELS,
     LOSS_TYPES,
     RATIO_LEVELS,
+    PolicyLossOptions,
+    aggregate,
     check_loss_options,
+    cispo_surrogate,
+    clipped_surrogate,
     explained_variance,
+    importance_ratio,
     kl_penalty,
+    off_policy_mask,
     policy_loss,
+    sapo_surrogate,
     value_loss,
+    vespo_surrogate,
 )
+from marl_grpo.run.config import RunConfig
+from marl_grpo.run.update import UpdateBatch, policy_update
 
 LN2 = math.log(2.0)
 
@@ -399,7 +411,6 @@ def test_vespo_weight_is_one_on_policy_and_shrinks_off_policy():
 
 
 @pytest.mark.parametrize("loss_type, ratio_level, match", [
-    ("luspo", "token", r"loss_type='luspo' needs ratio_level='sequence', got ratio_level='token'"),
     ("vespo", "sequence", r"loss_type='vespo' needs ratio_level='token', got ratio_level='sequence'"),
 ])
 def test_invalid_loss_type_ratio_level_combinations_raise(loss_type, ratio_level, match):
@@ -818,3 +829,301 @@ def test_explained_variance():
     # the masked entry is ignored
     mask = torch.tensor([1.0, 1.0, 1.0, 0.0])
     assert explained_variance(torch.tensor([1.0, 2.0, 3.0, 100.0]), y, mask=mask).item() == 1.0
+
+
+# --------------------------------------------------------------------------- the loss families, one by one
+
+
+def sanitised_batch():
+    """The shared fixture as the families see it: float64, zero on padding, [S, 1] advantages."""
+    logp, old_logp, advantages, mask, ref_logp = make_batch()
+    valid = mask.bool()
+    return (torch.where(valid, logp, 0.0), torch.where(valid, old_logp, 0.0), advantages[:, None], mask,
+            torch.where(valid, ref_logp, 0.0))
+
+
+def real(x, mask):
+    """The real tokens of a [2, 3] tensor, row by row (seq 1's third token is padding), or the values
+    of a [2, 1] one."""
+    return x[mask.bool()].tolist() if x.shape[-1] == 3 else x[:, 0].tolist()
+
+
+def flat(rows):
+    return [value for row in rows for value in row]
+
+
+def test_importance_ratio_per_token_and_per_sequence():
+    logp, old_logp, _, mask, _ = sanitised_batch()
+    token = importance_ratio(logp, old_logp, mask, "token")
+    assert real(token.value, mask) == pytest.approx(flat([[2.0, 0.5, 1.331], [1.8, 0.2]]))
+    sequence = importance_ratio(logp, old_logp, mask, "sequence")
+    assert sequence.value.shape == (2, 1) and real(sequence.value, mask) == pytest.approx([1.1, 0.6])
+    # GSPO-token form: the sequence ratio at every token, and the token log-ratios kept for the rest
+    assert real(sequence.ratio, mask) == pytest.approx(flat([[1.1, 1.1, 1.1], [0.6, 0.6]]))
+    torch.testing.assert_close(sequence.log_ratio, token.log_ratio)
+
+
+def test_clipped_surrogate_terms_hand_computed():
+    logp, old_logp, adv, mask, _ = sanitised_batch()
+    ratio = importance_ratio(logp, old_logp, mask).ratio
+    terms = clipped_surrogate(ratio, adv, clip_eps=0.2)
+    # the table above the SURROGATE grid
+    assert real(terms.per_token, mask) == pytest.approx(flat([[-1.2, -0.5, -1.2], [3.6, 1.6]]))
+    assert real(terms.clipped_high, mask) == flat([[True, False, True], [False, False]])
+    assert real(terms.clipped_low, mask) == flat([[False, False, False], [False, True]])
+    assert terms.dual_clipped is None
+    assert set(terms.unreduced_stats()) == {"clip_frac", "clip_frac_low", "clip_frac_high"}
+    # the dual clip c = 1.25 bounds seq 1 token 0 at -c A = 2.5, and only it
+    dual = clipped_surrogate(ratio, adv, clip_eps=0.2, dual_clip=1.25)
+    assert real(dual.per_token, mask) == pytest.approx(flat([[-1.2, -0.5, -1.2], [2.5, 1.6]]))
+    assert real(dual.dual_clipped, mask) == flat([[False, False, False], [True, False]])
+    assert "dual_clip_frac" in dual.unreduced_stats()
+    # delta = 1.5 caps the unclipped branch: seq 1 token 0 gives -min(1.5 * -2, 1.2 * -2) = 3
+    capped = clipped_surrogate(ratio, adv, clip_eps=0.2, delta=1.5)
+    assert real(capped.per_token, mask) == pytest.approx(flat([[-1.2, -0.5, -1.2], [3.0, 1.6]]))
+
+
+@pytest.mark.parametrize("loss_type, expected", [
+    ("grpo", (-2.9 / 3 + 5.2 / 2) / 2), ("bnpo", 2.3 / 5), ("dapo", 2.3 / 5), ("dr_grpo", 2.3 / 8),
+    ("luspo", (-2.9 + 5.2) / 2),
+])
+def test_aggregations_of_the_clipped_surrogate(loss_type, expected):
+    logp, old_logp, adv, mask, _ = sanitised_batch()
+    per_token = clipped_surrogate(importance_ratio(logp, old_logp, mask).ratio, adv).per_token
+    assert close(aggregate(per_token, mask, loss_type, max_len=4), expected)
+
+
+def test_cispo_surrogate_terms_hand_computed():
+    logp, old_logp, adv, mask, _ = sanitised_batch()
+    terms = cispo_surrogate(importance_ratio(logp, old_logp, mask).value, adv, logp, eps_max=CISPO_EPS_MAX)
+    assert real(terms.weight, mask) == pytest.approx(flat([[1.5, 0.5, 1.331], [1.5, 0.2]]))
+    assert real(terms.capped, mask) == flat([[True, False, False], [False, False]])
+    expected = [[-1.5 * L0[0], -0.5 * L0[1], -1.331 * L0[2]], [2 * 1.5 * L1[0], 2 * 0.2 * L1[1]]]
+    assert real(terms.per_token, mask) == pytest.approx(flat(expected))
+    assert set(terms.unreduced_stats()) == {"cispo_clip_ratio", "clip_frac"}
+
+
+def test_sapo_surrogate_terms_hand_computed():
+    logp, old_logp, adv, mask, _ = sanitised_batch()
+    terms = sapo_surrogate(importance_ratio(logp, old_logp, mask).ratio, adv, temperature_pos=1.0,
+                           temperature_neg=1.05)
+    gate = [[4 * sig(1.0), 4 * sig(-0.5), 4 * sig(0.331)], [4 / 1.05 * sig(0.84), 4 / 1.05 * sig(-0.84)]]
+    assert real(terms.gate, mask) == pytest.approx(flat(gate))
+    assert real(terms.per_token, mask) == pytest.approx(flat([[-g for g in gate[0]], [2 * g for g in gate[1]]]))
+    assert terms.unreduced_stats() == {}  # a soft gate clips nothing
+
+
+def test_vespo_surrogate_terms_hand_computed():
+    logp, old_logp, adv, mask, _ = sanitised_batch()
+    terms = vespo_surrogate(logp - old_logp, adv, logp, mask)
+    assert real(terms.phi, mask) == pytest.approx(list(PHI))
+    expected = [[-PHI[0] * x for x in L0], [2 * PHI[1] * x for x in L1]]
+    assert real(terms.per_token, mask) == pytest.approx(flat(expected))
+    assert set(terms.unreduced_stats()) == {"vespo/phi_seq_mean"}
+
+
+def test_off_policy_mask_drops_the_drifted_negative_sequence():
+    # mean_t (old_logp - logp): seq 0 -ln 1.1 (A > 0: kept anyway), seq 1 -ln 0.6 = 0.511 (A < 0)
+    logp, old_logp, adv, mask, _ = sanitised_batch()
+    assert off_policy_mask(logp, old_logp, mask, adv, 0.5)[:, 0].tolist() == [True, False]
+    assert off_policy_mask(logp, old_logp, mask, adv, 0.52)[:, 0].tolist() == [True, True]
+
+
+# --------------------------------------------------------------------------- PolicyLossOptions
+
+
+def counting_validation(monkeypatch):
+    counted = []
+    check = PolicyLossOptions.__post_init__
+
+    def counting(self):
+        counted.append(self.loss_type)
+        check(self)
+
+    monkeypatch.setattr(PolicyLossOptions, "__post_init__", counting)
+    return counted
+
+
+def test_options_are_validated_once_not_per_call(monkeypatch):
+    logp, old_logp, advantages, mask, ref_logp = make_batch()
+    counted = counting_validation(monkeypatch)
+    options = PolicyLossOptions(loss_type="dapo", kl_coef=0.1, kl_estimator="k2", dual_clip=1.25)
+    assert counted == ["dapo"]
+    results = [policy_loss(logp, old_logp, advantages, mask, options, ref_logp=ref_logp) for _ in range(3)]
+    assert counted == ["dapo"]  # given options are not checked again
+    keyword, _ = policy_loss(logp, old_logp, advantages, mask, loss_type="dapo", kl_coef=0.1, kl_estimator="k2",
+                             dual_clip=1.25, ref_logp=ref_logp)
+    assert counted == ["dapo", "dapo"]  # the keyword form checks them on every call
+    # the same loss either way: dapo's dual-clipped token mean (-2.9 + 2.5 + 1.6) / 5, plus k2's KL
+    expected = (-2.9 + 2.5 + 1.6) / 5 + 0.1 * aggregate_sums(*KL_SUMS["k2"], "dapo")
+    for loss, _ in results:
+        assert close(loss, expected)
+    assert close(keyword, expected)
+
+
+def test_options_are_frozen_and_replace_checks_the_copy():
+    options = PolicyLossOptions(clip_eps_high=0.28)
+    assert options.eps_high == 0.28 and PolicyLossOptions().eps_high == 0.2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.clip_eps = 0.5
+    with pytest.raises(ValueError, match=r"clip_eps must be > 0, got -1"):
+        dataclasses.replace(options, clip_eps=-1)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"kl_estimator": "k5"}, r"kl_estimator must be one of \('k1', 'k2', 'k3'\), got 'k5'"),
+    ({"loss_type": "ppo"}, r"loss_type must be one of \('grpo', .*'vespo'\), got 'ppo'"),
+    ({"max_len": 0}, r"max_len must be an int >= 1 \(the longest possible sequence\) or None, got 0"),
+    ({"max_len": 2.5}, r"max_len must be an int >= 1"),
+    ({"use_bias_correction_kl": "yes"}, r"use_bias_correction_kl must be True or False, got 'yes'"),
+    ({"clip_eps": "0.2"}, r"clip_eps must be > 0, got '0.2'"),
+    ({"loss_type": "cispo", "dual_clip": 2.0}, r"dual_clip=2.0 bounds the clipped surrogate"),
+])
+def test_bad_options_fail_when_built(fields, match):
+    with pytest.raises(ValueError, match=match):
+        PolicyLossOptions(**fields)
+
+
+def test_options_and_keywords_do_not_mix():
+    logp, old_logp, advantages, mask, _ = make_batch()
+    with pytest.raises(ValueError, match=r"either as `options` or as keywords, not both: got options and clip_eps"):
+        policy_loss(logp, old_logp, advantages, mask, PolicyLossOptions(), clip_eps=0.1)
+    with pytest.raises(ValueError, match=r"options must be a PolicyLossOptions, got dict"):
+        policy_loss(logp, old_logp, advantages, mask, {"clip_eps": 0.1})
+    with pytest.raises(TypeError, match="clip_epsilon"):
+        policy_loss(logp, old_logp, advantages, mask, clip_epsilon=0.1)
+
+
+# --------------------------------------------------------------------------- luspo with token ratios (TRL 1.16)
+
+
+def test_luspo_with_token_ratios_warns_and_computes_trls_result():
+    # the token-level clipped surrogate of the grid, each sequence's tokens summed, then the mean over
+    # sequences: (-2.9 + 5.2) / 2; k3's KL sums (1/2, ln2 - 1/2) aggregate alike
+    logp, old_logp, advantages, mask, ref_logp = make_batch()
+    logp.requires_grad_(True)
+    with pytest.warns(UserWarning, match=r"loss_type='luspo' with ratio_level='token' computes TRL 1.16's result"):
+        loss, stats = policy_loss(logp, old_logp, advantages, mask, loss_type="luspo", ratio_level="token",
+                                  ref_logp=ref_logp, kl_coef=0.1)
+    assert close(stats["policy_loss"], (-2.9 + 5.2) / 2)
+    assert close(loss, (-2.9 + 5.2) / 2 + 0.1 * (0.5 + LN2 - 0.5) / 2)
+    for name, value in CLIP_STATS["token"].items():
+        assert close(stats[name], value), name
+    loss.backward()
+    # seq 0 token 1 (r = 0.5, A = +1, unclipped): d/dlogp of -r A / S = -0.5 / 2, plus the KL's
+    # 0.1 * (1 - exp(ref - logp)) / S = 0.1 * (1 - 1) / 2 there (d = 0)
+    assert logp.grad[0, 1].item() == pytest.approx(-0.5 / 2)
+    assert logp.grad[0, 0].item() == pytest.approx(0.1 * (1 - 0.5) / 2)  # high-clipped: only the KL, d = ln2
+
+
+@pytest.mark.parametrize("options", [{}, {"delta": 1.3, "beta": 0.07, "bias_correction": True}])
+def test_luspo_with_token_ratios_matches_trl_transcription(options):
+    # four sequences of 7, 5, 3 and 1 tokens: the per-sequence sums differ in length
+    gen = torch.Generator().manual_seed(5)
+    old_logp, noise, ref_noise = (torch.rand(3, 4, 7, generator=gen, dtype=torch.float64) - 0.5)
+    old_logp = old_logp - 1.5
+    base, ref_logp = old_logp + 0.8 * noise, old_logp + 0.6 * ref_noise
+    mask = torch.arange(7) < torch.tensor([7, 5, 3, 1])[:, None]
+    advantages = torch.tensor([0.7, -1.2, 1.5, -0.4], dtype=torch.float64)
+    logp = base.clone().requires_grad_(True)
+    with pytest.warns(UserWarning, match="luspo"):
+        ours, _ = policy_loss(logp, old_logp, advantages, mask, ratio_level="token", loss_type="luspo",
+                              clip_eps_high=0.28, delta=options.get("delta"), ref_logp=ref_logp,
+                              kl_coef=options.get("beta", 0.0),
+                              use_bias_correction_kl=options.get("bias_correction", False))
+    ours.backward()
+    ref = base.clone().requires_grad_(True)
+    theirs = trl_reference_loss(ref, old_logp, advantages, mask, ref_logp, loss_type="luspo", ratio_level="token",
+                                **options)
+    theirs.backward()
+    assert close(ours, theirs.item(), tol=1e-12)
+    torch.testing.assert_close(logp.grad, ref.grad, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- the options from the run config
+
+
+def test_run_config_builds_every_loss_option():
+    cfg = RunConfig(loss_type="dapo", ratio_level="sequence", clip_eps=0.1, clip_eps_high=0.28, dual_clip=3.0,
+                    delta=4.0, off_policy_mask_threshold=0.5, kl_coef=0.2, kl_estimator="k2",
+                    use_bias_correction_kl=True)
+    options = cfg.loss_options(max_len=9)
+    assert {f.name for f in dataclasses.fields(PolicyLossOptions)} - {"max_len"} <= {
+        f.name for f in dataclasses.fields(RunConfig)}
+    assert options == PolicyLossOptions(loss_type="dapo", ratio_level="sequence", clip_eps=0.1, clip_eps_high=0.28,
+                                        dual_clip=3.0, delta=4.0, off_policy_mask_threshold=0.5, kl_coef=0.2,
+                                        kl_estimator="k2", use_bias_correction_kl=True, max_len=9)
+    assert RunConfig(loss_type="vespo", vespo_k_neg=2.5).loss_options().vespo_k_neg == 2.5
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"kl_estimator": "k4", "kl_coef": 0.1}, r"kl_estimator='k4' is invalid: expected one of \('k1', 'k2', 'k3'\)"),
+    ({"dual_clip": 1.0}, r"dual_clip=1.0 is invalid: expected a finite number > 1.0"),
+    ({"dual_clip": 2.0, "loss_type": "sapo"},
+     r"dual_clip=2.0 bounds the clipped surrogate .* loss_type='sapo' has none"),
+    ({"kl_estimator": "k1"}, r"kl.estimator"),  # no KL term without kl_coef > 0: the setting would do nothing
+])
+def test_run_config_refuses_bad_dual_clip_and_kl_estimator(fields, match):
+    with pytest.raises(ValueError, match=match):
+        RunConfig(**fields)
+
+
+def test_run_config_luspo_with_token_ratios_warns():
+    with pytest.warns(UserWarning, match="luspo"):
+        options = RunConfig(loss_type="luspo").loss_options()
+    assert (options.loss_type, options.ratio_level) == ("luspo", "token")
+
+
+def test_dual_clip_and_kl_estimator_are_command_line_options():
+    from marl_grpo.rl.config import PRESETS
+    from marl_grpo.run.presets import parse_with_preset
+
+    cfg = parse_with_preset(["--dual-clip", "1.25", "--kl-estimator", "k1", "--kl-coef", "0.1"], PRESETS, "tiny",
+                            "marl-grpo train", "")
+    assert (cfg.dual_clip, cfg.kl_estimator, cfg.kl_coef) == (1.25, "k1", 0.1)
+    default = PRESETS["tiny"]
+    assert (default.dual_clip, default.kl_estimator) == (None, "k3")
+
+
+def tiny_update(cfg):
+    """One `policy_update` over the shared fixture; logp depends on one parameter (zero) so that it
+    has a gradient, and the learning rate is 0 so that every minibatch sees the same policy."""
+    logp, old_logp, advantages, mask, ref_logp = make_batch()
+    shift = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def log_probs(rows):
+        return logp[rows] + shift, torch.zeros_like(logp[rows])
+
+    batch = UpdateBatch(advantages=advantages, log_probs=log_probs, num_units=2, old_logp=old_logp,
+                        ref_logp=ref_logp, mask=mask)
+    return policy_update(batch, torch.optim.SGD([shift], lr=0.0), [shift], cfg)
+
+
+def test_dual_clip_and_kl_estimator_reach_the_loss_through_the_update(monkeypatch):
+    cfg = RunConfig(update_epochs=1, num_minibatches=1, ent_coef=0.0, kl_coef=0.1, kl_estimator="k1",
+                    dual_clip=1.25, max_grad_norm=10.0)
+    stats = tiny_update(cfg)
+    # test_dual_clip's first row: seq 1 token 0 bounded at 2.5; k1's KL sums (0, ln2), grpo's aggregation
+    policy = (-2.9 / 3 + 4.1 / 2) / 2
+    assert stats["losses/policy_loss"] == pytest.approx(policy)
+    assert stats["losses/dual_clip_frac"] == pytest.approx(1 / 5)
+    assert stats["losses/kl"] == pytest.approx(LN2 / 5)
+    assert stats["losses/total_loss"] == pytest.approx(policy + 0.1 * aggregate_sums(0.0, LN2, "grpo"))
+    k3 = tiny_update(dataclasses.replace(cfg, kl_estimator="k3"))
+    assert k3["losses/kl"] == pytest.approx((0.5 + LN2 - 0.5) / 5)
+
+
+def test_the_update_builds_the_options_once(monkeypatch):
+    cfg = RunConfig(update_epochs=2, num_minibatches=2, ent_coef=0.0, loss_type="dapo")
+    counted = counting_validation(monkeypatch)
+    seen = []
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["options"])
+        return policy_loss(*args, **kwargs)
+
+    monkeypatch.setattr(marl_grpo.run.update, "policy_loss", recording)
+    tiny_update(cfg)
+    assert counted == ["dapo"]  # once per update, for its 2 x 2 minibatches
+    assert len(seen) == 4 and all(options is seen[0] for options in seen)
+    assert seen[0] == cfg.loss_options()

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from marl_grpo.agents import SoccerPolicy, make_bot
+from marl_grpo.agents.checkpoint import write_policy
 from marl_grpo.cli import main
 from marl_grpo.envs import ACTION_NAMES, KICK_ACTION, SoccerConfig
 from marl_grpo.envs.render import SoccerRenderer
 from marl_grpo.play import PLAY_COMMAND_KEYS, HumanMatch, PlayConfig, keys_to_action, run_play
-from marl_grpo.run.checkpoint import atomic_directory, write_policy
+from marl_grpo.run.checkpoint import atomic_directory
 
 
 def make_checkpoint(folder, team_size: int = 2, arch: str = "mlp", max_cycles: int = 300) -> str:
@@ -146,7 +147,7 @@ def test_marker_and_caption_are_drawn_only_when_asked(ckpt):
     label = (np.abs(cols - px) < renderer.player_px) & (rows < py - 2 * renderer.player_px) \
         & (rows > py - 4 * renderer.player_px)
     assert diff[label].mean() > 0.3  # the "YOU" tag above it
-    touchline = renderer.world_to_pixel(0.0, -match.env.config.half_width_)[1]
+    touchline = renderer.world_to_pixel(0.0, -match.env.config.resolved_half_width)[1]
     strip = rows > touchline + 3
     assert diff[rows >= base.shape[0] - 8].mean() > 0.3  # the help line along the bottom, below the touchline
     others = np.hypot(cols - px, rows - py) > 5 * renderer.player_px
@@ -214,12 +215,11 @@ def test_keyboard_events_drive_the_session(ckpt):
     assert run_play(PlayConfig(ckpt, fps=1000), max_steps=3).frames == 0
 
 
-def test_a_finished_match_prints_the_score_and_the_next_kicks_off(tmp_path, capsys):
+def test_a_finished_match_records_the_score_and_the_next_kicks_off(tmp_path):
     short = make_checkpoint(tmp_path / "short", max_cycles=4)
     result = run_play(PlayConfig(short, fps=1000), keys=[set()] * 6)
     assert result.scores == [(0, 0)]
     assert result.frame["t"] == 2
-    assert "final score: blue 0 - 0 red" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------- bad input

@@ -76,7 +76,7 @@ def test_shapes_for_batched_and_flat_observations(variant, device):
     assert actions.shape == (B, N) and actions.dtype == torch.int64
     assert logp.shape == (B, N) and logp.dtype == torch.float32
     assert int(actions.min()) >= 0 and int(actions.max()) < NUM_ACTIONS
-    logp2, entropy = policy.evaluate(obs, actions)
+    logp2, entropy = policy.logp_and_entropy(obs, actions)
     assert logp2.shape == (B, N) and entropy.shape == (B, N)
 
     flat = obs.reshape(B * N, D)
@@ -99,14 +99,14 @@ def test_accepts_numpy_observations(variant, device):
 
 # --------------------------------------------------------------------------- distribution maths
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_act_logp_is_log_softmax_at_the_action_and_matches_evaluate(variant, device):
+def test_act_logp_is_log_softmax_at_the_action_and_matches_logp_and_entropy(variant, device):
     obs, config = env_obs(device, team_size=2, num_envs=64)
     policy = make_policy(variant, config, device)
     randomize_head(policy)
     actions, logp = policy.act(obs, generator=torch.Generator(device=device).manual_seed(3))
     expected = torch.log_softmax(policy(obs), -1).gather(-1, actions[..., None])[..., 0]
     torch.testing.assert_close(logp, expected, rtol=1e-6, atol=1e-6)
-    logp2, entropy = policy.evaluate(obs, actions)
+    logp2, entropy = policy.logp_and_entropy(obs, actions)
     torch.testing.assert_close(logp2, logp, rtol=1e-6, atol=1e-6)
     probs = torch.softmax(policy(obs), -1)
     torch.testing.assert_close(entropy, -(probs * probs.log()).sum(-1), rtol=1e-5, atol=1e-5)
@@ -121,7 +121,7 @@ def test_act_builds_no_graph_and_evaluate_does(device):
     policy = make_policy({"arch": "entity"}, config, device)
     actions, logp = policy.act(obs)
     assert not logp.requires_grad and logp.grad_fn is None
-    logp, entropy = policy.evaluate(obs, actions)
+    logp, entropy = policy.logp_and_entropy(obs, actions)
     assert logp.requires_grad and entropy.requires_grad
 
 
@@ -134,7 +134,7 @@ def test_zero_head_gives_uniform_policy_with_entropy_log10(variant, device):
         policy.head.bias.zero_()
     actions, logp = policy.act(obs)
     torch.testing.assert_close(logp, torch.full_like(logp, -math.log(NUM_ACTIONS)))
-    _, entropy = policy.evaluate(obs, actions)
+    _, entropy = policy.logp_and_entropy(obs, actions)
     torch.testing.assert_close(entropy, torch.full_like(entropy, math.log(NUM_ACTIONS)))
 
 
@@ -178,7 +178,7 @@ def test_entity_policy_plays_2v2_and_3v3_with_the_same_weights(variant, device):
     for obs in (obs2, obs3, obs2):
         actions, logp = policy.act(obs)
         assert actions.shape == obs.shape[:-1] and torch.isfinite(logp).all()
-        logp2, entropy = policy.evaluate(obs, actions)
+        logp2, entropy = policy.logp_and_entropy(obs, actions)
         torch.testing.assert_close(logp2, logp)
         assert torch.isfinite(entropy).all()
     for key, value in policy.state_dict().items():
@@ -318,7 +318,7 @@ def test_evaluate_rejects_actions_of_another_shape(device):
     obs, config = env_obs(device, team_size=2)
     policy = make_policy({"arch": "mlp"}, config, device)
     with pytest.raises(ValueError, match=r"actions have shape \(4,\), expected the observations' leading shape \(4, 4\)"):
-        policy.evaluate(obs, torch.zeros(4, dtype=torch.int64))
+        policy.logp_and_entropy(obs, torch.zeros(4, dtype=torch.int64))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -361,13 +361,13 @@ def test_gradient_steps_raise_the_probability_of_a_chosen_action(variant, device
     policy = make_policy(variant, config, device)
     target = torch.full(obs.shape[:-1], 9, dtype=torch.int64)  # kick, everywhere
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
-    before, _ = policy.evaluate(obs, target)
+    before, _ = policy.logp_and_entropy(obs, target)
     for _ in range(5):
-        logp, _ = policy.evaluate(obs, target)
+        logp, _ = policy.logp_and_entropy(obs, target)
         optimizer.zero_grad()
         (-logp.mean()).backward()
         optimizer.step()
-    after, _ = policy.evaluate(obs, target)
+    after, _ = policy.logp_and_entropy(obs, target)
     assert before.exp().mean() < 0.15
     assert after.exp().mean() > before.exp().mean() + 0.3
     assert (after > before).all()
@@ -429,3 +429,23 @@ def test_big_no_grad_passes_run_in_chunks_with_the_same_values(monkeypatch):
     calls.clear()
     policy(obs).sum().backward()  # with grad: one pass (the graph of a minibatch)
     assert calls == [5000]
+
+
+def test_forward_many_gives_each_policy_its_own_logits():
+    """K MLP policies stacked by `stack_weights` act together in `forward_many`, each on its own
+    rows, as each would alone; other architectures or widths are refused."""
+    config = SoccerConfig(team_size=2)
+    torch.manual_seed(0)
+    policies = [SoccerPolicy(config, hidden=16, device="cpu") for _ in range(3)]
+    obs = torch.randn(3, 5, config.obs_dim)  # [K, R, D]
+    weights = SoccerPolicy.stack_weights(policies)
+    with torch.no_grad():
+        together = policies[0].forward_many(weights, obs)
+        alone = torch.stack([p(o) for p, o in zip(policies, obs)])
+    assert together.shape == (3, 5, NUM_ACTIONS)
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(together[0], together[1])  # each row block got its own policy
+    with pytest.raises(ValueError, match="arch='mlp'"):
+        SoccerPolicy.stack_weights([SoccerPolicy(arch="entity", device="cpu")])
+    with pytest.raises(ValueError, match="one architecture"):
+        SoccerPolicy.stack_weights([policies[0], SoccerPolicy(config, hidden=8, device="cpu")])

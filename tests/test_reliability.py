@@ -19,12 +19,13 @@ import marl_grpo.run.loop
 import marl_grpo.run.update
 from marl_grpo.advantages import episode_returns
 from marl_grpo.agents import SoccerPolicy
+from marl_grpo.agents.checkpoint import POLICY_CONFIG_FILE, POLICY_FILE, load_policy
 from marl_grpo.cli import main
 from marl_grpo.envs import SoccerVecEnv, soccer_v0
 from marl_grpo.losses import policy_loss
 from marl_grpo.rl import TrainConfig
-from marl_grpo.run.checkpoint import atomic_directory, load_policy, load_trainer_state, recover
-from marl_grpo.run.files import CHECKPOINT_DIR, POLICY_CONFIG_FILE, POLICY_FILE, STATE_FILE
+from marl_grpo.run.checkpoint import atomic_directory, load_trainer_state, recover
+from marl_grpo.run.files import CHECKPOINT_DIR, STATE_FILE
 
 TINY = ["--preset", "tiny", "--max-cycles", "16"]
 
@@ -241,7 +242,6 @@ BAD_CLI = [
     (["--clip-eps", "5"], "clip_eps=5.0 is invalid: expected a number > 0 and < 1"),
     (["--num-minibatches", "10000"], "num_minibatches=10000 is more than the 32 sequences"),
     (["--team-size", "1", "--group-mode", "team"], "gives one-member groups"),
-    (["--loss-type", "luspo"], "loss_type='luspo' needs ratio_level='sequence'"),
     (["--loss-type", "vespo", "--ratio-level", "sequence"], "loss_type='vespo'"),
     (["--opponent", "league", "--league-anchors", "goalie"], "unknown bot 'goalie'"),
     (["--num-envs", "10"], "multiple of group_size"),
@@ -271,7 +271,7 @@ BAD_API = [
     (lambda: _pz_step({"blue_0": 0, "red_0": 0, "red_7": 1}), KeyError, "not in the match"),
     (lambda: policy_loss(torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0)), ValueError,
      "at least one sequence"),
-    (lambda: SoccerPolicy(35, hidden=8, device="cpu").evaluate(torch.zeros(2, 35), torch.tensor([0, 12])),
+    (lambda: SoccerPolicy(35, hidden=8, device="cpu").logp_and_entropy(torch.zeros(2, 35), torch.tensor([0, 12])),
      RuntimeError, r"actions must lie in \[0, 9\]"),
     (lambda: TrainConfig(clip_eps=1.5), ValueError, "clip_eps=1.5 is invalid"),
 ]

@@ -20,7 +20,7 @@ from marl_grpo.envs.render import SoccerRenderer
 
 def make_frame(config: SoccerConfig, score=(0, 0), t=0, kicking=None, ball=(0.3, -0.2)) -> dict:
     """Blue players on the left half, red on the right, spread out so that no two discs touch."""
-    hl, hw = config.half_length_, config.half_width_
+    hl, hw = config.resolved_half_length, config.resolved_half_width
     pos = []
     for team, count in ((-1, config.n_blue), (1, config.n_red)):
         for slot in range(count):
@@ -74,12 +74,13 @@ def test_rgb_array_shape_and_dtype(setup):
     # Aspect ratio follows the pitch (plus the score bar); even height suits video encoders.
     pitch_height = renderer.height - renderer.hud_height
     assert renderer.height % 2 == 0
-    assert pitch_height / renderer.width == pytest.approx(config.half_width_ / config.half_length_, rel=0.15)
+    aspect = config.resolved_half_width / config.resolved_half_length
+    assert pitch_height / renderer.width == pytest.approx(aspect, rel=0.15)
 
 
 def test_pitch_fits_the_picture(setup):
     config, renderer = setup
-    hl, hw = config.half_length_, config.half_width_
+    hl, hw = config.resolved_half_length, config.resolved_half_width
     for x, y in ((-hl, -hw), (hl, hw), (-hl, hw), (hl, -hw)):
         px, py = renderer.world_to_pixel(x, y)
         assert 0 < px < renderer.width and renderer.hud_height < py < renderer.height
@@ -108,7 +109,7 @@ def test_ball_is_bright_and_grass_is_green(setup):
     image = renderer.render(frame)
     ball = disc_pixels(image, renderer, frame["ball_pos"], 0.7 * renderer.ball_px)
     assert ball.max(axis=1).max() > 215, "no white patch on the ball"
-    grass_point = (-0.5 * config.half_length_, 0.1 * config.half_width_)  # empty: no player, no line
+    grass_point = (-0.5 * config.resolved_half_length, 0.1 * config.resolved_half_width)  # empty: no player, no line
     grass = disc_pixels(image, renderer, grass_point, 4).mean(axis=0)
     assert grass[1] > grass[0] + 40 and grass[1] > grass[2] + 40, f"grass is {grass}"
     assert ball.min(axis=1).mean() > grass.min() + 50, "ball is not brighter than the grass"
@@ -116,7 +117,7 @@ def test_ball_is_bright_and_grass_is_green(setup):
 
 def test_moving_the_ball_moves_the_bright_spot(setup):
     config, renderer = setup
-    spot = (-0.5 * config.half_length_, 0.1 * config.half_width_)
+    spot = (-0.5 * config.resolved_half_length, 0.1 * config.resolved_half_width)
     before = renderer.render(make_frame(config))
     after = renderer.render(make_frame(config, ball=spot))
     assert disc_pixels(after, renderer, spot, 0.7 * renderer.ball_px).max() > 215

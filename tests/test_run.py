@@ -11,12 +11,13 @@ from safetensors.torch import load_file
 import marl_grpo.run.loop
 import marl_grpo.run.update
 from marl_grpo.agents import SoccerPolicy
+from marl_grpo.agents.checkpoint import POLICY_FILE, load_policy
 from marl_grpo.cli import main
 from marl_grpo.envs import SoccerConfig
-from marl_grpo.rl import GROUP_MODES, Groups, TrainConfig, evaluate, preset
-from marl_grpo.run.checkpoint import load_policy, load_trainer_state
+from marl_grpo.rl import GROUP_MODES, Groups, TrainConfig, play_matches, preset
+from marl_grpo.run.checkpoint import load_trainer_state
 from marl_grpo.run.config import RunConfig
-from marl_grpo.run.files import CHECKPOINT_DIR, POLICY_FILE
+from marl_grpo.run.files import CHECKPOINT_DIR
 
 TINY = ["--preset", "tiny", "--max-cycles", "16"]
 
@@ -61,7 +62,8 @@ def test_llm_runs_go_through_the_shared_loop_and_update(tmp_path, counted):
 def test_resume_is_exact(tmp_path, algo, extra):
     """4 iterations in one go, or 2 then 2 more with --resume: bit-identical weights and optimiser.
     (A constant learning rate: an annealed one follows the budget, which the two runs change.)"""
-    args = ["train", *TINY, "--algo", algo, *extra, "--num-envs", "8", "--group-size", "4", "--no-anneal-lr"]
+    groups = ["--group-size", "4"] if algo == "grpo" else []  # PPO has no groups: the option is refused
+    args = ["train", *TINY, "--algo", algo, *extra, "--num-envs", "8", *groups, "--no-anneal-lr"]
     budget = 8 * (16 if "episode+team" in extra else 8)  # env steps per iteration
     main(args + ["--log-dir", str(tmp_path / "straight"), "--total-env-steps", str(4 * budget)])
     main(args + ["--log-dir", str(tmp_path / "halves"), "--total-env-steps", str(2 * budget)])
@@ -102,8 +104,8 @@ def test_a_short_run_learns_to_beat_the_random_bot(tmp_path):
     env_kwargs = {"team_size": 1, "max_cycles": 100}
     torch.manual_seed(1)
     fresh = SoccerPolicy(SoccerConfig(**env_kwargs), hidden=64, device="cpu")
-    after = evaluate(trained, env_kwargs, "random", 1.0, 64)
-    before = evaluate(fresh, env_kwargs, "random", 1.0, 64)
+    after = play_matches(trained, env_kwargs, "random", 1.0, 64)
+    before = play_matches(fresh, env_kwargs, "random", 1.0, 64)
     assert after["eval/win_rate"] > before["eval/win_rate"] + 0.15, (before, after)
     assert after["eval/goal_diff"] > before["eval/goal_diff"] + 0.15, (before, after)
 
@@ -131,7 +133,9 @@ def test_derived_values_are_typed_properties():
     assert (cfg.segment_len, cfg.env_steps_per_iteration, cfg.iterations) == (8, 128, 3)
     episode = dataclasses.replace(cfg, group_mode="episode")
     assert (episode.segment_len, episode.iterations) == (40, 1)  # a whole match per segment
-    ppo = dataclasses.replace(episode, algo="ppo")
+    with pytest.raises(ValueError, match=r"^--group-mode episode has no effect with --algo ppo \(GRPO's"):
+        dataclasses.replace(episode, algo="ppo")  # a group mode that PPO would ignore
+    ppo = dataclasses.replace(episode, algo="ppo", given=frozenset({"algo"}))  # the mode came from elsewhere
     assert ppo.segment_len == 8  # PPO forms no groups
 
 

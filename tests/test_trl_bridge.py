@@ -43,26 +43,26 @@ def test_each_tool_steps_the_match_with_its_action():
     env = SoccerToolEnv(team_size=1, player=0, hold=3, bot="chaser")
     env.reset(seed=1)
     log = _recording(env)
-    x0 = float(env.env.engine.state["x"][0, 0])
+    x0 = float(env.env.player_positions()[0, 0, 0])
     env.move("east")
-    assert float(env.env.engine.state["x"][0, 0]) > x0 + 0.01  # blue attacks +x: east is +x
-    x1 = float(env.env.engine.state["x"][0, 0])
+    assert float(env.env.player_positions()[0, 0, 0]) > x0 + 0.01  # blue attacks +x: east is +x
+    x1 = float(env.env.player_positions()[0, 0, 0])
     env.move("west")
     env.move("west")
-    assert float(env.env.engine.state["x"][0, 0]) < x1
+    assert float(env.env.player_positions()[0, 0, 0]) < x1
     env.stay()
     env.kick()
     env.move("north")
     played = [int(actions[0, 0]) for actions, _ in log]
     expected = [1, 5, 5, 0, KICK_ACTION, 1 + COMPASS.index("north")]
     assert played == [a for a in expected for _ in range(3)] and env.steps == 18
-    assert env.env.engine.state["t"][0] == 18
+    assert env.env.steps_in_match()[0] == 18
 
     red = SoccerToolEnv(team_size=1, player=1, hold=4)
     red.reset(seed=1)
-    x0 = float(red.env.engine.state["x"][1, 0])
+    x0 = float(red.env.player_positions()[0, 1, 0])
     text = red.move("east")
-    assert float(red.env.engine.state["x"][1, 0]) < x0 - 0.01  # red's own frame is mirrored: its east is -x
+    assert float(red.env.player_positions()[0, 1, 0]) < x0 - 0.01  # red's own frame is mirrored: its east is -x
     assert text.startswith("you are red player 1 .") and "you are moving east" in text and TOOL_NOTE not in text
 
 

@@ -509,7 +509,7 @@ def test_5v5_parity_short():
     obs = vec.reset(seed=5)
     agents = pz.possible_agents
     gen = torch.Generator().manual_seed(5)
-    assert vec.config.half_length_ > 1.0
+    assert vec.config.resolved_half_length > 1.0
     for t in range(60):
         assert np.array_equal(np.stack([pz_obs[a] for a in agents]), obs[0].numpy()), f"step {t}"
         actions = torch.randint(0, 10, (2, 10), generator=gen)
@@ -620,3 +620,24 @@ def test_compiled_env_whose_build_fails_warns_and_runs_eagerly(monkeypatch):
     actions = torch.randint(0, 10, (8, 4), generator=torch.Generator().manual_seed(0))
     for _ in range(5):
         assert torch.equal(compiled.step(actions)[0], eager.step(actions)[0])  # numpy's sqrt again: exact
+
+
+def test_public_readers_of_the_matches():
+    """`score`, `steps_in_match` and `player_positions` read what the engine holds ([B, 2],
+    [B], [B, N, 2]: blue slots then red, the global frame) and hand out copies."""
+    env = SoccerVecEnv(num_envs=3, device="cpu", team_size=2, max_cycles=6)
+    env.reset(seed=4)
+    steps, positions = env.steps_in_match(), env.player_positions()
+    assert steps.tolist() == [0, 0, 0] and positions.shape == (3, 4, 2)
+    assert (positions[:, :2, 0] < 0).all() and (positions[:, 2:, 0] > 0).all()  # blue kicks off in the -x half
+    east = torch.full((3, 4), 1)  # action 1 moves east (+x in the player's own, mirrored frame)
+    obs, _, _, _, infos = env.step(east)
+    assert env.steps_in_match().tolist() == [1, 1, 1] and steps.tolist() == [0, 0, 0]
+    moved = env.player_positions() - positions
+    assert (moved[:, :2, 0] > 0).all() and (moved[:, 2:, 0] < 0).all()  # red's east is the global -x
+    assert torch.equal(env.score(), infos["score"])
+    state = env.engine.state
+    assert torch.equal(env.player_positions(), torch.stack([state["x"].T, state["y"].T], -1))
+    for _ in range(5):  # the matches end at max_cycles = 6 and kick off again
+        env.step(east)
+    assert env.steps_in_match().tolist() == [0, 0, 0]

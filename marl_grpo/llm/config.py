@@ -1,7 +1,9 @@
 """LLM-agent configuration: `RunConfig`'s shared fields plus the model, task and generation ones.
 
 TRL `GRPOConfig` names where TRL has one. Field names shared with soccer training mean the same
-(`update_epochs` is TRL's `num_iterations`, `opponent` the bot playing the other players).
+(`update_epochs` is TRL's `num_iterations`, `opponent` the bot playing the other players). A field
+that the run does not read (the tiny model's with --model, LoRA's without --lora-r, the soccer
+task's with --task direction...) is refused when given (`LLMConfig.USED_BY`); a preset may set it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from marl_grpo.agents import BOT_NAMES
 from marl_grpo.agents.llm_text import ANSWER_FORMATS, CHAT_TEMPLATE_MODES, DEFAULT_SYSTEM_PROMPT
 from marl_grpo.envs.config import MAX_TEAM_SIZE, SoccerConfig
 from marl_grpo.llm.tasks import TASKS, llm_player_indices
-from marl_grpo.run.config import RunConfig, check_choice, check_int, check_number
+from marl_grpo.run.config import RunConfig, UsedBy, check_choice, check_int, check_number
 from marl_grpo.run.presets import pick_preset
 
 LLM_GROUP_MODES = ("branch", "branch+team")
@@ -28,6 +30,9 @@ STATE_SOURCES = ("bots", "self")
 DTYPES = ("float32", "bfloat16", "float16")
 """`LLMConfig.dtype` choices: the autocast dtype of the forward passes"""
 
+REWARD_WEIGHTS = ("goal", "ball_touch", "ball_progress", "shot_on_target", "dist_to_ball")
+"""the env reward components the soccer task weighs (`LLMConfig.reward_<name>`)"""
+
 
 @dataclass
 class LLMConfig(RunConfig):
@@ -35,6 +40,19 @@ class LLMConfig(RunConfig):
 
     RESUMABLE = (*RunConfig.RESUMABLE, "total_iterations", "eval_prompts", "gradient_checkpointing",
                  "log_completions", "merge")
+    USED_BY = (
+        *RunConfig.USED_BY,
+        UsedBy(("tiny_hidden", "tiny_layers", "tiny_heads", "tiny_intermediate"), lambda c: not c.model, "model",
+               "the tiny model built when --model is empty"),
+        UsedBy(("lora_alpha", "lora_dropout", "lora_target_modules"), lambda c: c.lora_r > 0, "lora_r",
+               "LoRA, --lora-r > 0"),  # merge without LoRA: its own error, which reads the resumed run
+        UsedBy(("horizon", *(f"reward_{k}" for k in REWARD_WEIGHTS)), lambda c: c.task == "soccer", "task",
+               "the H-step return of --task soccer"),
+        UsedBy(("opponent", "opponent_strength"), lambda c: not c.others_checkpoint, "others_checkpoint",
+               "the bots, which a soccer checkpoint replaces"),
+        UsedBy(("system_prompt",), lambda c: c.chat_template != "off", "chat_template",
+               "the chat template's system message, --chat-template auto or on"),
+    )
 
     name: str = "llm"
     learning_rate: float = 3e-3
@@ -195,7 +213,7 @@ class LLMConfig(RunConfig):
         for name in ("format_penalty", "weight_decay"):
             check_number(self, name)
         self._validate_precision_and_memory()
-        for name in ("goal", "ball_touch", "ball_progress", "shot_on_target", "dist_to_ball"):
+        for name in REWARD_WEIGHTS:
             check_number(self, f"reward_{name}", low=-float("inf"))
         self._validate_llm_players()
 
@@ -231,14 +249,17 @@ class LLMConfig(RunConfig):
                              f"{per_minibatch} prompt group(s) of a minibatch (prompts_per_step / num_minibatches): "
                              "each micro-batch needs at least one group")
 
+    @classmethod
+    def presets(cls) -> dict[str, LLMConfig]:
+        return PRESETS
+
     @property
     def torch_dtype(self) -> torch.dtype:
         """The autocast dtype of the forward passes (`dtype`)."""
         return getattr(torch, self.dtype)
 
     def env_kwargs(self) -> dict[str, Any]:
-        weights = {f"reward_{k}": getattr(self, f"reward_{k}")
-                   for k in ("goal", "ball_touch", "ball_progress", "shot_on_target", "dist_to_ball")}
+        weights = {f"reward_{k}": getattr(self, f"reward_{k}") for k in REWARD_WEIGHTS}
         return {"team_size": self.team_size, "max_cycles": self.max_cycles, **weights}
 
 
@@ -247,7 +268,7 @@ _TINY = {"learning_rate": 1e-3, "ent_coef": 0.15, "max_new_tokens": 1, "total_it
 after it), an entropy bonus against collapsing onto one answer, and a high learning rate"""
 
 PRESETS: dict[str, LLMConfig] = {
-    # the tiny Llama-style model from scratch on CPU, soccer decisions (the README's example)
+    # the tiny Llama-style model from scratch on CPU, soccer decisions (results: docs/results.md)
     "tiny": LLMConfig(name="llm-tiny", **_TINY),
     # the same model on the text-only verifiable task (exact match, 0/1)
     "tiny-direction": LLMConfig(name="llm-direction", task="direction", **_TINY),

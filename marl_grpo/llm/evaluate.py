@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 
 from marl_grpo.agents.llm_text import TextFormat
+from marl_grpo.llm.build import autocast, make_task
 from marl_grpo.llm.config import LLMConfig
-from marl_grpo.llm.tasks import PromptBatch, make_task
+from marl_grpo.llm.tasks import PromptBatch
 from marl_grpo.run.files import EVAL_SEED
 
 EVAL_CHUNK = 8
 """held-out prompts are drawn this many at a time, spread over a whole match"""
-
-
-def autocast(cfg: LLMConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast of the model's forward passes to `cfg.dtype` (off for float32): the weights stay float32."""
-    return torch.autocast(device.type, dtype=cfg.torch_dtype, enabled=cfg.dtype != "float32")
 
 
 def make_eval_set(cfg: LLMConfig, device: torch.device) -> tuple[Any, PromptBatch, torch.Tensor]:

@@ -14,7 +14,6 @@ own loader, so that whatever checkpoint the trainer writes, a player can load.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -23,8 +22,8 @@ from typing import Any
 import torch
 
 from marl_grpo.agents.llm_player import LLMPlayer
-from marl_grpo.agents.llm_text import ACTION_WORDS, TextFormat
 from marl_grpo.envs import SoccerConfig
+from marl_grpo.llm.build import make_player
 from marl_grpo.llm.config import LLMConfig
 from marl_grpo.llm.tasks import llm_player_indices
 from marl_grpo.run.checkpoint import recover
@@ -49,31 +48,13 @@ def read_llm_config(path: str | os.PathLike) -> LLMConfig:
                                 "and the model's Hugging Face files (runs/<name>/checkpoint of `marl-grpo llm`)")
     saved = LLMTrainer.saved_config(Path(path))
     names = {f.name for f in dataclasses.fields(LLMConfig)}
-    return LLMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names})
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
+    return LLMConfig(**settings, given=frozenset())  # checked when its run started: no field counts as given
 
 
 def llm_env_kwargs(cfg: LLMConfig) -> dict[str, Any]:
     """`SoccerVecEnv` keywords of the matches an LLM run trained on (team size, match length)."""
     return {"team_size": cfg.team_size, "max_cycles": cfg.max_cycles}
-
-
-def make_player(cfg: LLMConfig, agent: Any, env_config: SoccerConfig, decide_every: int | None = None,
-                greedy: bool = False, seed: int = 0) -> LLMPlayer:
-    """An `LLMPlayer` of `agent` that asks and answers as the run `cfg` does: its `TextFormat`,
-    temperature, top-p, max_new_tokens and forward dtype; `decide_every` defaults to `cfg.horizon`."""
-    from marl_grpo.llm.evaluate import autocast
-
-    device = agent.device
-    text_format = TextFormat.from_config(cfg, ACTION_WORDS)
-    agent.uses_chat_template(text_format)  # a template asked for but missing fails here, not mid-match
-    generate_kwargs = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens}
-
-    def forward_context() -> contextlib.AbstractContextManager:
-        return autocast(cfg, device)
-
-    return LLMPlayer(agent, env_config, decide_every=cfg.horizon if decide_every is None else decide_every,
-                     greedy=greedy, text_format=text_format, generate_kwargs=generate_kwargs,
-                     forward_context=forward_context, seed=seed)
 
 
 def load_llm_player(path: str | os.PathLike, device: torch.device, env_config: SoccerConfig,

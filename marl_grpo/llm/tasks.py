@@ -59,11 +59,9 @@ from marl_grpo.agents.llm_text import (
     render_soccer,
 )
 from marl_grpo.envs import NUM_ACTIONS, SoccerConfig, SoccerVecEnv
-from marl_grpo.run.checkpoint import load_policy
 
 if TYPE_CHECKING:
     from marl_grpo.agents.llm_player import LLMPlayer
-    from marl_grpo.llm.config import LLMConfig
 
 TASKS = ("soccer", "direction")
 
@@ -305,7 +303,7 @@ class SoccerTask(_MatchTask):
         snapshot = env.get_state()
         obs = env.branch(batch.slots.reshape(M, K)[:, 0], copies)
         src.branch_bot.reset()
-        score = env.engine.state["score"].clone()
+        score = env.score()
         total = torch.zeros(M * copies, K, device=device)
         alive = torch.ones(M * copies, dtype=torch.bool, device=device)
         for _ in range(self.horizon):
@@ -360,29 +358,6 @@ class DirectionTask(_MatchTask):
         return rewards, table
 
 
-def make_task(cfg: LLMConfig, num_prompts: int, group_size: int, seed: int, device: torch.device,
-              stride: int | None = None, agent: Any = None) -> SoccerTask | DirectionTask:
-    """The task of `cfg` drawing `num_prompts` match states per batch (`stride`: default `cfg.stride`),
-    each prompting one drawn player or every player of `cfg.llm_players`."""
-    policy = None
-    if cfg.others_checkpoint:
-        policy, _ = load_policy(cfg.others_checkpoint, device=device, env_config=SoccerConfig(**cfg.env_kwargs()))
-    stride = cfg.stride if stride is None else stride
-    llm_players = llm_player_indices(cfg.llm_players, SoccerConfig(**cfg.env_kwargs()))
-    common = {"env_kwargs": cfg.env_kwargs(), "bot": cfg.opponent, "bot_strength": cfg.opponent_strength,
-              "policy": policy, "seed": seed, "device": device, "balance": cfg.balance, "llm_players": llm_players}
-    if cfg.task == "soccer":
-        task = SoccerTask(num_prompts, group_size, cfg.horizon, stride, **common)
-    else:
-        task = DirectionTask(num_prompts, group_size, stride, **common)
-    if cfg.state_source == "self" and agent is not None:  # `agent`: the trainer's; held-out sets stay bot-played
-        from marl_grpo.llm.player import make_player
-
-        seats = llm_players or (task.source.config.agents.index("blue_0"),)
-        task.source.let_llm_play(make_player(cfg, agent, task.source.config, seed=seed + 2), seats)
-    return task
-
-
 REWARD_COMPONENTS = ("answer", "format")
 """The components of a completion's reward (TRL's reward functions): the task's score of the answer,
 and -1 for a malformed answer, weighted 1 and `format_penalty` (`reward_components`)."""
@@ -417,4 +392,4 @@ def answer_rewards(task: SoccerTask | DirectionTask, batch: PromptBatch, texts: 
 
 
 __all__ = ["LLM_TEAMS", "REWARD_COMPONENTS", "TASKS", "DirectionTask", "MatchSource", "PromptBatch", "SoccerTask",
-           "answer_rewards", "llm_player_indices", "make_task", "reward_components"]
+           "answer_rewards", "llm_player_indices", "reward_components"]

@@ -64,11 +64,12 @@ import torch
 
 from marl_grpo.advantages import group_advantages, group_stats
 from marl_grpo.agents.llm_text import TextFormat, parse_answers
+from marl_grpo.llm.build import autocast, make_task
 from marl_grpo.llm.config import LLMConfig
-from marl_grpo.llm.evaluate import autocast, evaluate_llm, make_eval_set
-from marl_grpo.llm.tasks import PromptBatch, answer_rewards, make_task, reward_components
+from marl_grpo.llm.evaluate import evaluate_llm, make_eval_set
+from marl_grpo.llm.tasks import PromptBatch, answer_rewards, reward_components
 from marl_grpo.run import distributed
-from marl_grpo.run.distributed import Shard
+from marl_grpo.run.distributed import World
 from marl_grpo.run.files import CHECKPOINT_DIR, COMPLETIONS_FILE, EVAL_SEED, LLM_CONFIG_FILE
 from marl_grpo.run.loop import Trainer, run_training
 from marl_grpo.run.update import UpdateBatch
@@ -130,17 +131,17 @@ class LLMTrainer(Trainer):
     evaluate_first = True
     history_tags = ("llm/reward_mean", "llm/answer_reward", "llm/reward_chance", "llm/invalid_frac")
 
-    def __init__(self, cfg: LLMConfig, device: torch.device, checkpoint: Path | None, shard: Shard = Shard()):
+    def __init__(self, cfg: LLMConfig, device: torch.device, checkpoint: Path | None, world: World = World()):
         if cfg.merge and not cfg.lora_r:  # checked here, on the resumed run's own config
             raise ValueError(f"merge={cfg.merge!r} needs a LoRA run (--lora-r > 0): without LoRA the checkpoint "
                              "already is a full Hugging Face model")
-        self.cfg, self.device, self.shard = cfg, device, shard
+        self.cfg, self.device, self.world = cfg, device, world
         # this rank's prompts: whole groups of G completions, their own matches and sampling stream
-        self.num_prompts = shard.split(cfg.prompts_per_step, "prompts_per_step")
+        self.num_prompts = world.split(cfg.prompts_per_step, "prompts_per_step")
         if self.num_prompts % cfg.num_minibatches:
             raise ValueError(f"num_minibatches={cfg.num_minibatches} must divide the {self.num_prompts} prompts "
-                             f"of each of the {shard.world_size} processes")
-        seed = cfg.seed + shard.rank
+                             f"of each of the {world.world_size} processes")
+        seed = cfg.seed + world.rank
         self.agent = load_agent(cfg, device, checkpoint)
         model = self.agent.model
         # with LoRA the reference is the base itself, the adapter disabled (`LLMAgent.base_model`): no copy
@@ -157,7 +158,7 @@ class LLMTrainer(Trainer):
         self.agent.uses_chat_template(self.text_format)
         if cfg.answer_format == "choice":
             self.agent.choice_constraint(self.task.answers, cfg.max_new_tokens)
-        if shard.is_main:  # rank 0 evaluates
+        if world.is_main:  # rank 0 evaluates
             self.eval_task, self.eval_batch, self.eval_table = make_eval_set(cfg, device)
         self.update_generator = self.generator = torch.Generator(device=device).manual_seed(seed)
         self.eval_generator = torch.Generator(device=device)
@@ -344,7 +345,7 @@ class LLMTrainer(Trainer):
         if self.grad_scaler is not None and state.get("grad_scaler") is not None:
             self.grad_scaler.load_state_dict(state["grad_scaler"])
         self.iteration = state.get("iteration", 0)
-        if self.shard.is_main and self.completions_file.exists():
+        if self.world.is_main and self.completions_file.exists():
             # rows logged after the checkpoint by a run that then crashed are logged again: drop the old ones
             rows = self.completions_file.read_text().splitlines(keepends=True)
             self.completions_file.write_text("".join(r for r in rows if json.loads(r)["iteration"] <= self.iteration))
@@ -365,7 +366,7 @@ def train_llm(cfg: LLMConfig) -> dict[str, Any]:
     history of the main figures (`LLMTrainer.history_tags`) and timings. With `cfg.merge`, the
     checkpoint's LoRA adapter is then merged into its base and written there as a full model."""
     result = run_training(LLMTrainer, cfg)
-    if cfg.merge and distributed.shard_from_env().is_main:
+    if cfg.merge and distributed.world_from_env().is_main:
         result["merged"] = str(merge_checkpoint(cfg, Path(result["run_dir"]) / CHECKPOINT_DIR, Path(cfg.merge)))
     return result
 

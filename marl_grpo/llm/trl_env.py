@@ -65,7 +65,8 @@ class SoccerToolEnv:
         player: the controlled player's index, blue slots first (0 = blue player 1).
         hold: env steps a tool call plays (the player holds its action that long), so that one call matters.
         max_cycles: steps of a match; the episode ends with the match.
-        bot, bot_strength: the scripted bot playing every other player ("random", "chaser" or "team").
+        bot: the scripted bot playing every other player ("random", "chaser" or "team").
+        bot_strength: that bot's strength (as in `marl_grpo.agents.make_bot`).
         seed: the match seed when `reset` gets none (then ``seed + number of earlier resets``).
         play_out: `get_reward` first plays the rest of the match with the player standing still (action
             stay), so that every rollout is scored on the whole match: an episode that stops calling

@@ -6,8 +6,9 @@
 GRPO and PPO share this one config: every setting they have in common (env, team size,
 opponent, budget, learning rate, epochs, minibatches, seed, the policy loss and its `loss_type`...)
 means the same for both. The GRPO-only fields (group_mode, group_size, supervision, scale,
-advantage_baseline, reward_aggregation) are ignored by PPO and the PPO-only fields (critic,
-gae_lambda, vf_coef, ...) by GRPO.
+advantage_baseline, reward_aggregation) do nothing for PPO, nor the PPO-only ones (critic,
+gae_lambda, vf_coef, ...) for GRPO, nor the league's without `--opponent league`: giving one is
+an error (`TrainConfig.USED_BY`, the table of what reads what); a preset may set them.
 
 In soccer a sequence is one player's segment and a token one step; every sequence has all its T
 steps, so the loss types that differ only in how they average over unequal lengths (grpo, bnpo,
@@ -28,11 +29,19 @@ from marl_grpo.agents import ARCHS, BOT_NAMES, CRITIC_KINDS
 from marl_grpo.envs.config import MAX_TEAM_SIZE
 from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.league import SAMPLINGS, parse_anchors
-from marl_grpo.rl.learners import LEARNERS, PolicyLearner
-from marl_grpo.run.config import RunConfig, check_choice, check_int, check_number
+from marl_grpo.rl.learners import LEARNERS, Algorithm
+from marl_grpo.run.config import RunConfig, UsedBy, check_choice, check_int, check_number
 from marl_grpo.run.presets import pick_preset
 
 SUPERVISIONS = ("outcome", "process")
+
+GRPO_FIELDS = ("group_mode", "group_size", "supervision", "scale", "advantage_baseline", "reward_aggregation")
+"""the fields only GRPO reads (its groups and group advantages)"""
+PPO_FIELDS = ("critic", "critic_hidden", "gae_lambda", "vf_coef", "clip_vloss", "norm_value", "norm_adv")
+"""the fields only PPO reads (its critic and GAE)"""
+LEAGUE_FIELDS = ("league_latest_ratio", "league_anchor_ratio", "league_sampling", "league_snapshot_every",
+                 "league_size", "league_keep_every", "league_anchors", "league_window", "league_elo_k")
+"""the fields only `--opponent league` reads"""
 
 
 @dataclass
@@ -41,6 +50,20 @@ class TrainConfig(RunConfig):
 
     RESUMABLE = (*RunConfig.RESUMABLE, "total_env_steps", "eval_matches", "eval_opponent", "eval_strength",
                  "compile_bots", "compile_env")
+    USED_BY = (
+        *RunConfig.USED_BY,
+        UsedBy(GRPO_FIELDS, lambda c: c.learner.uses_groups, "algo", "GRPO's group advantages, --algo grpo"),
+        UsedBy(PPO_FIELDS, lambda c: c.algo == "ppo", "algo", "PPO's critic and GAE, --algo ppo"),
+        UsedBy(("gamma",), lambda c: not c.learner.uses_groups or c.supervision == "process", "supervision",
+               "the returns-to-go of process supervision, or PPO's GAE"),
+        UsedBy(("group_size",), lambda c: c.groups.copies_matches, "group_mode",
+               "the copied matches of a branch or episode mode"),
+        UsedBy(("branch_horizon",), lambda c: not (c.learner.uses_groups and c.groups.whole_matches), "group_mode",
+               "segments shorter than a match: every mode but episode, and PPO"),
+        UsedBy(LEAGUE_FIELDS, lambda c: c.opponent == "league", "opponent", "the league, --opponent league"),
+        UsedBy(("opponent_strength",), lambda c: c.opponent in BOT_NAMES, "opponent",
+               f"a scripted opponent, --opponent {'|'.join(BOT_NAMES)}"),
+    )
 
     name: str = "grpo"
     algo: str = "grpo"
@@ -60,11 +83,12 @@ class TrainConfig(RunConfig):
     """strength in [0, 1] of the scripted opponent"""
     compile_bots: bool = False
     """run the scripted bots (the opponent, the league's anchors, the evaluation bot) through
-    torch.compile: 4-9x faster bots for a one-off build of 15-40 s; same actions"""
+    torch.compile: their many small elementwise ops fuse into a few loops, so the bots run several
+    times faster for a one-off build (figures: docs/benchmarks.md); same actions"""
     compile_env: bool = False
-    """run the training env's rules through torch.compile (`SoccerVecEnv(compile=True)`): 2-3x
-    faster env steps (+20% GRPO iterations on 2 cores) for a one-off build of ~20 s (~5 s from
-    torch's on-disk cache); equal to the eager rules up to float rounding"""
+    """run the training env's rules through torch.compile (`SoccerVecEnv(compile=True)`): faster env
+    steps and so faster training iterations, for a one-off build (shorter from torch's on-disk
+    cache; figures: docs/benchmarks.md); equal to the eager rules up to float rounding"""
 
     # ------------------------------------------------------------------ league (--opponent league)
     league_latest_ratio: float = 0.5
@@ -177,8 +201,12 @@ class TrainConfig(RunConfig):
                              "(every advantage 0): use team_size >= 2, or a branch or episode mode")
 
     # ------------------------------------------------------------------ derived values
+    @classmethod
+    def presets(cls) -> dict[str, TrainConfig]:
+        return PRESETS
+
     @property
-    def learner(self) -> type[PolicyLearner]:
+    def learner(self) -> type[Algorithm]:
         """the learner class of `algo`"""
         return LEARNERS[self.algo]
 
@@ -208,17 +236,17 @@ class TrainConfig(RunConfig):
 
 
 GRPO_PRESET_LR = 6e-3
-"""learning rate of the GRPO presets `quick`, `2v2`, `selfplay` and `league-2v2` (README, Results:
-about +100 Elo over 1e-3 in 15 minutes for bot training, self-play and the league alike, and
-+8 points of wins against the team bot in `quick`'s 3M steps); PPO's `ppo-2v2` keeps 1e-3"""
+"""learning rate of the GRPO presets `quick`, `2v2`, `selfplay` and `league-2v2`: it learnt
+more per sample than 1e-3 for bot training, self-play and the league alike (docs/results.md, "How
+6e-3 was found"); PPO's `ppo-2v2` keeps 1e-3, the rate it was compared at"""
 
 PRESETS: dict[str, TrainConfig] = {
-    # the README's first command: a couple of minutes on 2 CPU cores
+    # the first command of the getting-started page: a short run on a small CPU
     "quick": TrainConfig(name="quick", total_env_steps=3_000_000, eval_every=10, eval_matches=32, save_every=10,
                          learning_rate=GRPO_PRESET_LR),
     # the learning benchmark: 2v2 against the positional team bot, 15 minutes on 2 cores. Learning
-    # rate 6e-3 (annealed over the 15 minutes): 90% wins against the team bot where 1e-3 plateaued
-    # near 83%; the updates stay small (approx KL ~0.003 per iteration, ~2% of ratios clipped)
+    # rate 6e-3 (annealed over the 15 minutes): 1e-3 plateaued lower, and the updates stay small at
+    # 6e-3 (approx KL, clip fraction and win rates: docs/results.md)
     "2v2": TrainConfig(name="2v2", total_env_steps=100_000_000, max_minutes=15.0, eval_every=50, compile_bots=True,
                        compile_env=True, learning_rate=GRPO_PRESET_LR),
     # the PPO-with-critic baseline on the same benchmark (4 epochs: PPO's best in a small sweep)
@@ -228,7 +256,7 @@ PRESETS: dict[str, TrainConfig] = {
     "selfplay": TrainConfig(name="selfplay", opponent="self", learning_rate=GRPO_PRESET_LR),
     # the self-play league, 15 minutes on 2 cores: 45% of the matches against itself, 30% against
     # the team and chaser bots (PFSP between them), 25% against its past snapshots (the
-    # best of the mixes measured in the README, level with plain self-play at equal minutes)
+    # best of the mixes tried; docs/results.md compares it with plain self-play)
     "league-2v2": TrainConfig(name="league-2v2", opponent="league", total_env_steps=100_000_000, max_minutes=15.0,
                               eval_every=50, compile_bots=True, compile_env=True, league_snapshot_every=50,
                               league_latest_ratio=0.45, league_anchor_ratio=0.3, learning_rate=GRPO_PRESET_LR),

@@ -12,9 +12,9 @@ from marl_grpo.run.files import EVAL_SEED
 
 
 @torch.no_grad()
-def evaluate(policy: SoccerPolicy, env_kwargs: dict[str, Any], opponent: str = "team", strength: float = 1.0,
-             matches: int = 200, seed: int = EVAL_SEED, deterministic: bool = False,
-             compile_bot: bool = False) -> dict[str, float]:
+def play_matches(policy: SoccerPolicy, env_kwargs: dict[str, Any], opponent: str = "team", strength: float = 1.0,
+                 matches: int = 200, seed: int = EVAL_SEED, deterministic: bool = False,
+                 compile_bot: bool = False) -> dict[str, float]:
     """Play `matches` full matches; returns win/draw/loss rates and the mean goal difference.
 
     Match i uses env seed `seed + i` and the bot and the policy's sampling are seeded too, so the

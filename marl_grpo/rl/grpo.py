@@ -10,13 +10,13 @@ from __future__ import annotations
 import torch
 
 from marl_grpo.advantages import episode_returns, group_advantages, group_stats, process_group_advantages
-from marl_grpo.rl.learner import PolicyLearner
+from marl_grpo.rl.learner import Algorithm
 from marl_grpo.rl.rollout import Segment
 from marl_grpo.run.update import UpdateBatch
 
 
-class GRPOLearner(PolicyLearner):
-    """Group-relative advantages; the optimiser and reference policy are `PolicyLearner`'s."""
+class GRPOLearner(Algorithm):
+    """Group-relative advantages; the optimiser and reference policy are `Algorithm`'s."""
 
     uses_groups = True
     color = "tab:blue"

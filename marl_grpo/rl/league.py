@@ -51,9 +51,10 @@ from typing import Any
 import torch
 
 from marl_grpo.agents import BOT_NAMES, Bot, SoccerPolicy, make_bot, sample_actions
-from marl_grpo.envs import SoccerConfig, SoccerVecEnv
+from marl_grpo.agents.checkpoint import write_policy
+from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.run import distributed
-from marl_grpo.run.checkpoint import atomic_directory, write_policy
+from marl_grpo.run.checkpoint import atomic_directory
 
 SAMPLINGS = ("uniform", "pfsp")
 LATEST = -1
@@ -117,10 +118,10 @@ class Member:
 class _StackedSnapshots:
     """Several MLP snapshots (`SoccerPolicy(arch="mlp")`, same widths) acting in one forward pass.
 
-    Each snapshot's layers are stacked along a leading member axis K and applied with `baddbmm`
-    to its own matches' rows, padded to the largest count: [K, M*R, D] -> [K, M*R, 10]. The same
-    maths as `SoccerPolicy.forward` (linear, activation, linear, activation, head), equal up to
-    float rounding.
+    Each snapshot's layers are stacked along a leading member axis K (`SoccerPolicy.stack_weights`)
+    and applied to its own matches' rows, padded to the largest count, by
+    `SoccerPolicy.forward_many`: [K, M*R, D] -> [K, M*R, 10], equal to each snapshot's own
+    forward up to float rounding.
     """
 
     def __init__(self, groups: list[tuple[Member, torch.Tensor]]):
@@ -133,22 +134,14 @@ class _StackedSnapshots:
             self.valid[k, :len(matches)] = True
         self.matches = self.index[self.valid]
         policies = [m.actor for m, _ in groups]
-        layers = [(p.body[0], p.body[2], p.head) for p in policies]
-        # weight [K, in, out] and bias [K, 1, out] per layer, for baddbmm(bias, x, weight)
-        self.layers = [(torch.stack([ls[i].weight.detach().T for ls in layers]),
-                        torch.stack([ls[i].bias.detach()[None] for ls in layers])) for i in range(3)]
-        self.activation = policies[0].body[1]
+        self.first, self.weights = policies[0], SoccerPolicy.stack_weights(policies)
 
     @torch.no_grad()
     def logits(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs [B, R, D] (the snapshots' side) -> (the matches [m], their logits [m, R, 10])."""
         K, M = self.index.shape
         R, D = obs.shape[1:]
-        h = obs[self.index].reshape(K, M * R, D)
-        for i, (weight, bias) in enumerate(self.layers):
-            h = torch.baddbmm(bias, h, weight)
-            if i < len(self.layers) - 1:
-                h = self.activation(h)
+        h = self.first.forward_many(self.weights, obs[self.index].reshape(K, M * R, D))
         return self.matches, h.reshape(K, M, R, -1)[self.valid]
 
 
@@ -220,7 +213,7 @@ class League:
         B, G = self.num_matches, self.block
         blocks = B // G
         fresh = torch.ones(blocks, dtype=torch.bool) if self._fresh else \
-            (env.engine.state["t"][::G] < segment_len).cpu()
+            (env.steps_in_match()[::G] < segment_len).cpu()
         self._fresh = False
         if bool(fresh.any()):
             draw = self._draw(blocks)

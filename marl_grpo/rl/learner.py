@@ -1,18 +1,19 @@
-"""What GRPO and PPO share: the optimiser, the reference policy, and the soccer `UpdateBatch`.
+"""`Algorithm`, what GRPO and PPO share: the optimiser, the reference policy, and the soccer `UpdateBatch`.
 
 A learner turns a rollout `Segment` into an `UpdateBatch` (`advantages`, algorithm specific);
 the run loop then calls the one update step, `marl_grpo.run.update.policy_update`, on it. A
 sequence is one player's segment of T steps, a token one step. PPO adds its value loss through
 `UpdateBatch.aux_loss`; there is one policy loss and one update in the project.
 
-To add an algorithm: subclass `PolicyLearner`, implement `advantages`, set the class attributes,
-and add it to `marl_grpo.rl.learners.LEARNERS`.
+An `Algorithm` does not learn by itself: it prepares what the one update step learns from. To
+add an algorithm: subclass `Algorithm`, implement `advantages`, set the class attributes, and add
+it to `marl_grpo.rl.learners.LEARNERS`.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 
@@ -21,12 +22,15 @@ from marl_grpo.envs import SoccerConfig
 from marl_grpo.rl.rollout import Segment
 from marl_grpo.run.update import AuxLoss, UpdateBatch
 
-if TYPE_CHECKING:
-    from marl_grpo.rl.config import TrainConfig
 
+class Algorithm:
+    """A soccer learning algorithm's state and advantages: it holds the optimiser (over the policy
+    and any extra modules) and the reference policy of the KL term, and turns a rollout segment
+    into the `UpdateBatch` of the run's update step.
 
-class PolicyLearner:
-    """Holds the optimiser (over the policy and any extra modules) and the reference policy."""
+    `cfg` is the run's `marl_grpo.rl.config.TrainConfig` (typed `Any`: the config names the
+    algorithms in `LEARNERS`, so an algorithm does not import it back).
+    """
 
     uses_groups: ClassVar[bool] = False
     """the rollout forms GRPO groups (`TrainConfig.groups` prepares each segment)"""
@@ -35,7 +39,7 @@ class PolicyLearner:
     color: ClassVar[str] = "tab:gray"
     """its colour in plots"""
 
-    def __init__(self, policy: SoccerPolicy, cfg: TrainConfig, env_config: SoccerConfig,
+    def __init__(self, policy: SoccerPolicy, cfg: Any, env_config: SoccerConfig,
                  extra_parameters: Iterable[torch.nn.Parameter] = ()):
         self.policy, self.cfg, self.env_config = policy, cfg, env_config
         self.parameters = [*policy.parameters(), *extra_parameters]
@@ -75,12 +79,12 @@ class PolicyLearner:
         S = obs.shape[0]
 
         def log_probs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.policy.evaluate(obs[rows], actions[rows])  # [s, T] each
+            return self.policy.logp_and_entropy(obs[rows], actions[rows])  # [s, T] each
 
         ref_logp = None
         if self.ref_policy is not None:
             with torch.no_grad():
-                ref_logp = self.ref_policy.evaluate(obs, actions)[0]
+                ref_logp = self.ref_policy.logp_and_entropy(obs, actions)[0]
         return UpdateBatch(advantages=advantages.contiguous(), log_probs=log_probs, num_units=S,
                            old_logp=old_logp.contiguous(), ref_logp=ref_logp, max_len=T,
                            aux_loss=aux_loss, normalize_advantages=normalize_advantages)

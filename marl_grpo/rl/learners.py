@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from marl_grpo.rl.grpo import GRPOLearner
-from marl_grpo.rl.learner import PolicyLearner
+from marl_grpo.rl.learner import Algorithm
 from marl_grpo.rl.ppo import PPOLearner
 
-LEARNERS: dict[str, type[PolicyLearner]] = {"grpo": GRPOLearner, "ppo": PPOLearner}
+LEARNERS: dict[str, type[Algorithm]] = {"grpo": GRPOLearner, "ppo": PPOLearner}
 """every learner by its `--algo` name"""
 
 ALGOS = tuple(LEARNERS)

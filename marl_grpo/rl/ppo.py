@@ -18,7 +18,7 @@ terminal: the observation holds the time left, so the time limit is part of the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,13 +28,10 @@ from marl_grpo.advantages import gae
 from marl_grpo.agents import SoccerCritic, SoccerPolicy
 from marl_grpo.envs.config import SoccerConfig
 from marl_grpo.losses import explained_variance, value_loss
-from marl_grpo.rl.learner import PolicyLearner
+from marl_grpo.rl.learner import Algorithm
 from marl_grpo.rl.rollout import Segment
 from marl_grpo.run import distributed
 from marl_grpo.run.update import UpdateBatch
-
-if TYPE_CHECKING:
-    from marl_grpo.rl.config import TrainConfig
 
 
 class ValueNormalizer:
@@ -72,13 +69,13 @@ class ValueNormalizer:
         self.stats.mean, self.stats.var, self.stats.count = (np.float64(state[k]) for k in ("mean", "var", "count"))
 
 
-class PPOLearner(PolicyLearner):
+class PPOLearner(Algorithm):
     """GAE advantages from `SoccerCritic`; policy and value trained together by one Adam (CleanRL)."""
 
     compare_args = "--update-epochs 4"  # PPO's best in a small sweep, where GRPO keeps the shared 2
     color = "tab:orange"
 
-    def __init__(self, policy: SoccerPolicy, cfg: TrainConfig, env_config: SoccerConfig):
+    def __init__(self, policy: SoccerPolicy, cfg: Any, env_config: SoccerConfig):
         self.critic = SoccerCritic(env_config, kind=cfg.critic, hidden=cfg.critic_hidden, device=policy.device)
         super().__init__(policy, cfg, env_config, extra_parameters=self.critic.parameters())
         self.value_norm = ValueNormalizer(cfg.norm_value)

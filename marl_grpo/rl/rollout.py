@@ -2,9 +2,9 @@
 
 A *segment* is T steps of all B matches. The learner sees it as S = B * C sequences (C = the
 agents the policy controls in each match), each T steps long: one player's stretch of play is
-one "sequence", one step is one "token" (DESIGN.md). Before each segment the GRPO group mode
-(`marl_grpo.rl.groups.Groups.start_segment`) may copy matches so that a group's members start
-from the same state.
+one "sequence", one step is one "token" (the shape glossary of `marl_grpo`). Before each segment
+the GRPO group mode (`marl_grpo.rl.groups.Groups.start_segment`) may copy matches so that a
+group's members start from the same state.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from marl_grpo.rl.league import League
 @dataclass
 class Segment:
     """One segment of play: T steps, B matches, C controlled agents per match, D = observation width,
-    S = global-state width."""
+    D_state = global-state width (`SoccerConfig.state_dim`)."""
 
     obs: torch.Tensor  # [T, B, C, D]
     actions: torch.Tensor  # [T, B, C] int64
@@ -35,8 +35,8 @@ class Segment:
     episode_results: list[float]  # +1 win / 0 draw / -1 loss of the controlled side, per match that ended
     agents: torch.Tensor  # [C] index in the match of each controlled agent
     next_obs: torch.Tensor  # [B, C, D] observation after the last step (PPO bootstraps its value)
-    states: torch.Tensor | None = None  # [T, B, S] global state before each step (centralized critic)
-    next_state: torch.Tensor | None = None  # [B, S] global state after the last step
+    states: torch.Tensor | None = None  # [T, B, D_state] global state before each step (centralized critic)
+    next_state: torch.Tensor | None = None  # [B, D_state] global state after the last step
     learned: torch.Tensor | None = None  # [B, C] bool, the sequences the learner trains on (None: all)
     reward_components: torch.Tensor | None = None  # [T, B, C, F] weighted, summing to `rewards` (envs.REWARD_COMPONENTS)
 

@@ -17,47 +17,49 @@ import numpy as np
 import torch
 
 from marl_grpo.agents import SoccerPolicy, make_bot
+from marl_grpo.agents.checkpoint import load_policy, read_config, write_policy
 from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.rl.config import TrainConfig
-from marl_grpo.rl.evaluate import evaluate
+from marl_grpo.rl.evaluate import play_matches
 from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.league import League
-from marl_grpo.rl.learner import PolicyLearner
+from marl_grpo.rl.learner import Algorithm
 from marl_grpo.rl.rollout import Collector, Segment
-from marl_grpo.run.checkpoint import load_policy, read_config, write_policy
-from marl_grpo.run.distributed import Shard
+from marl_grpo.run.distributed import World
 from marl_grpo.run.files import EVAL_SEED, LEAGUE_DIR
 from marl_grpo.run.loop import Trainer, run_training
 from marl_grpo.run.update import UpdateBatch
 
 
-def make_learner(policy: SoccerPolicy, cfg: TrainConfig, env: SoccerVecEnv) -> PolicyLearner:
+def make_learner(policy: SoccerPolicy, cfg: TrainConfig, env: SoccerVecEnv) -> Algorithm:
     """The learner of `cfg.algo` (`marl_grpo.rl.learners.LEARNERS`)."""
     return cfg.learner(policy, cfg, env.config)
 
 
-def make_collector(env: SoccerVecEnv, policy: SoccerPolicy, opponent: Any, learner: PolicyLearner,
-                   cfg: TrainConfig, shard: Shard = Shard()) -> Collector:
+def make_collector(env: SoccerVecEnv, policy: SoccerPolicy, opponent: Any, learner: Algorithm,
+                   cfg: TrainConfig, world: World = World()) -> Collector:
     """The rollout of `learner`: with GRPO groups if it uses them, with the global state if it
     reads it; `env` holds this rank's share of the matches."""
     groups = None
     if learner.uses_groups:
-        groups = Groups(cfg.group_mode, cfg.group_size, cfg.seed, first_match=shard.rank * env.num_envs)
+        groups = Groups(cfg.group_mode, cfg.group_size, cfg.seed, first_match=world.rank * env.num_envs)
     return Collector(env, policy, opponent, groups, cfg.seed, record_state=learner.needs_state,
-                     shard=(shard.rank, shard.world_size),
+                     shard=(world.rank, world.world_size),
                      record_components=learner.uses_groups and cfg.reward_aggregation == "normalize_then_sum")
 
 
 class SoccerTrainer(Trainer):
     """The game's side of a run: vector env, shared policy, opponent, learner and rollout."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, checkpoint: Path | None, shard: Shard = Shard()):
+    def __init__(self, cfg: TrainConfig, device: torch.device, checkpoint: Path | None, world: World = World()):
         self.cfg = cfg
-        num_envs = shard.split(cfg.num_envs, "num_envs")
+        num_envs = world.split(cfg.num_envs, "num_envs")
         if cfg.learner.uses_groups and cfg.groups.copies_matches and num_envs % cfg.group_size:
-            raise ValueError(f"num_envs={cfg.num_envs} over {shard.world_size} processes gives {num_envs} matches "
+            raise ValueError(f"num_envs={cfg.num_envs} over {world.world_size} processes gives {num_envs} matches "
                              f"each, not a multiple of group_size={cfg.group_size}: a group must stay on one process")
-        self.env = env = SoccerVecEnv(num_envs=num_envs, device=device, compile=cfg.compile_env, **cfg.env_kwargs())
+        # cpu_threads="auto": the eager rules of a big batch run faster on fewer threads (SoccerEngine)
+        self.env = env = SoccerVecEnv(num_envs=num_envs, device=device, compile=cfg.compile_env, cpu_threads="auto",
+                                      **cfg.env_kwargs())
         # the fewest sequences a batch can have (a league's batch has blue's, plus red's against itself)
         sequences = num_envs * (env.num_agents if cfg.opponent == "self" else env.config.n_blue)
         if cfg.num_minibatches > sequences:
@@ -68,12 +70,12 @@ class SoccerTrainer(Trainer):
         self.league = None
         if cfg.opponent == "league":
             block = cfg.group_size if self.learner.uses_groups and cfg.groups.copies_matches else 1
-            folder = Path(cfg.log_dir) / cfg.name / LEAGUE_DIR if shard.is_main else None
-            self.league = League(cfg, env, self.policy, block, folder, rank=shard.rank)
+            folder = Path(cfg.log_dir) / cfg.name / LEAGUE_DIR if world.is_main else None
+            self.league = League(cfg, env, self.policy, block, folder, rank=world.rank)
         self.opponent = self.league if cfg.opponent in ("self", "league") else make_bot(
             cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device,
             compile=cfg.compile_bots)
-        self.collector = make_collector(env, self.policy, self.opponent, self.learner, cfg, shard)
+        self.collector = make_collector(env, self.policy, self.opponent, self.learner, cfg, world)
         self.optimizer, self.parameters = self.learner.optimizer, self.learner.parameters
         if checkpoint is not None:
             saved, _ = load_policy(checkpoint, device=device, env_config=env.config)
@@ -119,8 +121,8 @@ class SoccerTrainer(Trainer):
 
     def evaluate(self) -> dict[str, float]:
         cfg = self.cfg
-        return evaluate(self.policy, cfg.env_kwargs(), cfg.eval_opponent, cfg.eval_strength, cfg.eval_matches,
-                        seed=EVAL_SEED, compile_bot=cfg.compile_bots)
+        return play_matches(self.policy, cfg.env_kwargs(), cfg.eval_opponent, cfg.eval_strength, cfg.eval_matches,
+                            seed=EVAL_SEED, compile_bot=cfg.compile_bots)
 
     def progress(self, scalars: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
         ret = np.mean(self.recent_returns) if self.recent_returns else 0.0

@@ -8,7 +8,11 @@ add their own sections and may change a default (the LLM's learning rate, say); 
 shared field is the same in both.
 
 Validation runs in `__post_init__` (so `dataclasses.replace` validates too) and raises a
-`ValueError` that names the bad value and what is allowed. Derived values are typed properties.
+`ValueError` that names the bad value and what is allowed. A setting the user gave that the run
+does not read (a PPO option in a GRPO run, say) is refused too, in one line naming what would read
+it: each config lists its fields that only some runs read in its `USED_BY` table. What a preset set
+is not checked: `given` (the command line's options) or, in Python, the difference from `preset`
+says what the user set. Derived values are typed properties.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import contextvars
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, Iterator
+
+import tyro
 
 from marl_grpo.advantages import AGGREGATIONS, BASELINES, SCALES
-from marl_grpo.losses import LOSS_TYPES, RATIO_LEVELS, check_loss_options
+from marl_grpo.losses import KL_ESTIMATORS, LOSS_TYPES, RATIO_LEVELS, PolicyLossOptions
 
 _DEFERRED = contextvars.ContextVar("marl_grpo_deferred_validation", default=False)
 
@@ -60,6 +66,32 @@ def check_number(cfg: Any, name: str, low: float = 0.0, high: float = math.inf, 
         raise ValueError(f"{name}={value!r} is invalid: expected a finite number {bounds}")
 
 
+def flag(name: str, value: Any) -> str:
+    """`name=value` as a command-line option: `--group-mode episode`, `--no-clip-vloss`."""
+    option = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{option}" if value else f"--no-{option}"
+    return f"--{option} {value if value != '' else repr(value)}"
+
+
+@dataclass(frozen=True)
+class UsedBy:
+    """One row of a config's `USED_BY` table: `fields` do something only when `used(cfg)` holds."""
+
+    fields: tuple[str, ...]
+    """the fields only some runs read"""
+    used: Callable[[Any], bool]
+    """whether the run of a config reads them"""
+    setting: str
+    """the field whose value decides it (named in the error)"""
+    what: str
+    """what would read them, for the error"""
+
+
+_LOSS_FIELDS = tuple(f.name for f in dataclasses.fields(PolicyLossOptions) if f.name != "max_len")
+"""the fields of `PolicyLossOptions` that a run config holds under the same names (`max_len` is the batch's)"""
+
+
 @dataclass
 class RunConfig:
     """Fields shared by every training run (see the module docstring)."""
@@ -68,6 +100,17 @@ class RunConfig:
                                             "max_minutes", "eval_every", "save_every")
     """fields a resumed run may change: where it runs, its budget and cadence, its evaluation (a
     subclass adds its own); every other field is the run's own and stays as saved"""
+
+    USED_BY: ClassVar[tuple[UsedBy, ...]] = (
+        UsedBy(("ref_refresh", "use_bias_correction_kl", "kl_estimator"), lambda c: c.kl_coef > 0, "kl_coef",
+               "the KL term to a reference policy, --kl-coef > 0"),
+        UsedBy(("sapo_temperature_pos", "sapo_temperature_neg"), lambda c: c.loss_type == "sapo", "loss_type",
+               "SAPO's soft gate, --loss-type sapo"),
+        UsedBy(("vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg", "vespo_lambda_neg"),
+               lambda c: c.loss_type == "vespo", "loss_type", "VESPO's weight, --loss-type vespo"),
+    )
+    """the fields that only some runs read, and what reads them: a given one that this run does not
+    read is refused (`check_used`); a subclass adds its rows"""
 
     # ------------------------------------------------------------------ run
     name: str = "run"
@@ -84,6 +127,14 @@ class RunConfig:
     """continue from `<log_dir>/<name>/checkpoint` instead of starting afresh"""
     progress: bool = True
     """show a tqdm progress bar"""
+    preset: tyro.conf.Suppress[str] = field(default="", compare=False)
+    """the preset this config started from ('' = none: the class defaults); `pick_preset` sets it,
+    and `--preset NAME` chooses it on the command line"""
+    given: tyro.conf.Suppress[frozenset[str] | None] = field(default=None, repr=False, compare=False)
+    """the fields the user set: the command line's options (the parser fills it in); None, for a
+    config built in Python, means the fields whose value differs from `preset`'s (or from the class
+    defaults). Resume keeps the saved value of a field not given; `USED_BY` refuses a given field
+    that the run does not read. Not a setting: `to_dict` leaves it out"""
 
     # ------------------------------------------------------------------ budget and cadence
     max_minutes: float = 0.0
@@ -127,6 +178,10 @@ class RunConfig:
     delta: float | None = None
     """two-sided clipping (INTELLECT-2, TRL's delta): the unclipped branch uses min(ratio, delta),
     > 1 (above 1 + clip_eps_high recommended); clipped loss types only; None = off"""
+    dual_clip: float | None = None
+    """dual clip c > 1 (Ye et al. 2020, "Mastering Complex Control in MOBA Games with Deep RL",
+    eq. 5): where the advantage is negative, the clipped surrogate's loss is bounded by -c times the
+    advantage, so a huge ratio cannot give a huge update; clipped loss types only; None = off"""
     off_policy_mask_threshold: float | None = None
     """drop the policy loss of a sequence whose advantage is negative and whose mean
     log(pi_old / pi) per token exceeds this (DeepSeek-V3.2 eq. 9; TRL suggests 0.5); None = off"""
@@ -148,7 +203,12 @@ class RunConfig:
     ent_coef: float = 0.01
     """weight of the entropy bonus (added outside `policy_loss`)"""
     kl_coef: float = 0.0
-    """weight of the k3 KL to a reference policy (DeepSeekMath eq. 4); 0 = no reference policy"""
+    """weight of the KL to a reference policy (DeepSeekMath eq. 3), estimated by `kl_estimator`;
+    0 = no reference policy"""
+    kl_estimator: str = "k3"
+    """single-sample estimator of KL(pi || pi_ref) in the KL term (Schulman, "Approximating KL
+    divergence", 2020): k3 (unbiased, >= 0; DeepSeekMath eq. 4 and TRL), k2 (log-ratio squared
+    over 2: biased, >= 0) or k1 (the log-ratio: unbiased, can be negative)"""
     ref_refresh: int = 20
     """iterations between copies of the policy into the reference (iterative GRPO, DeepSeekMath
     sec. 4.2); 0 = the reference stays the initial policy"""
@@ -167,8 +227,12 @@ class RunConfig:
     normalize_then_sum (GDPO: each component against its group, then the sum over its batch std)"""
 
     def __post_init__(self) -> None:
+        if self.given is not None and not isinstance(self.given, frozenset):
+            self.given = frozenset(self.given)
         if not _DEFERRED.get():
             self.validate()
+            if not self.resume:  # a resumed run is checked once it has its saved settings (`resume_config`)
+                self.check_used()
 
     def validate(self) -> None:
         """Raise a `ValueError` naming the bad value and the allowed ones. Subclasses extend it."""
@@ -200,10 +264,60 @@ class RunConfig:
         if not isinstance(self.use_bias_correction_kl, bool):
             raise ValueError(f"use_bias_correction_kl={self.use_bias_correction_kl!r} is invalid: "
                              "expected True or False")
-        check_loss_options(self.loss_type, self.ratio_level, delta=self.delta)  # luspo/vespo levels, delta
+        check_choice(self, "kl_estimator", KL_ESTIMATORS)
+        if self.dual_clip is not None:
+            check_number(self, "dual_clip", low=1.0, low_open=True)
+        self.loss_options()  # the loss core's own rules: luspo/vespo ratio levels, delta and dual_clip
+
+    def loss_options(self, max_len: int | None = None) -> PolicyLossOptions:
+        """The options of `marl_grpo.losses.policy_loss` from this config's fields of the same names,
+        checked once here; `max_len` is a batch's Dr. GRPO normaliser (None: its T). Both modes'
+        update (`marl_grpo.run.update.policy_update`) builds them once per update."""
+        return PolicyLossOptions(max_len=max_len, **{name: getattr(self, name) for name in _LOSS_FIELDS})
+
+    @classmethod
+    def presets(cls) -> dict[str, RunConfig]:
+        """The named presets of this config class (`preset` names one of them)."""
+        return {}
+
+    def user_fields(self) -> frozenset[str]:
+        """The fields the user set: `given`, or (a config built in Python) those whose value differs
+        from the preset's, or from the class defaults without a preset."""
+        if self.given is not None:
+            return self.given
+        base = self.presets().get(self.preset) if self.preset else None
+        changed = set()
+        for f in dataclasses.fields(self):
+            if f.name in ("preset", "given"):
+                continue
+            if base is not None:
+                default = getattr(base, f.name)
+            elif f.default is not dataclasses.MISSING:
+                default = f.default
+            else:
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+            if getattr(self, f.name) != default:
+                changed.add(f.name)
+        return frozenset(changed)
+
+    def check_used(self) -> None:
+        """Refuse a field the user set (`user_fields`) that this run does not read (`USED_BY`), in one
+        error naming it and what would read it. What came from a preset is not checked."""
+        given, seen, unused = self.user_fields(), set(), []
+        for row in self.USED_BY:
+            for name in row.fields:
+                if name in given and name not in seen and not row.used(self):
+                    seen.add(name)
+                    unused.append(f"{flag(name, getattr(self, name))} has no effect with "
+                                  f"{flag(row.setting, getattr(self, row.setting))} ({row.what})")
+        if unused:
+            raise ValueError(f"{'; '.join(unused)}; remove {'it' if len(unused) == 1 else 'them'}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings (`given`, which is not one, left out), as JSON-ready values."""
+        settings = dataclasses.asdict(self)
+        del settings["given"]
+        return settings
 
 
 def resume_config(cfg: RunConfig, saved: dict[str, Any], given: Iterable[str] | None = None) -> RunConfig:
@@ -216,7 +330,7 @@ def resume_config(cfg: RunConfig, saved: dict[str, Any], given: Iterable[str] | 
     given = None if given is None else set(given)
     overrides, conflicts = {}, []
     for f in dataclasses.fields(cfg):
-        if f.name not in saved or f.name in cfg.RESUMABLE:
+        if f.name not in saved or f.name in cfg.RESUMABLE or f.name in ("preset", "given"):
             continue
         mine, theirs = getattr(cfg, f.name), saved[f.name]
         if json.loads(json.dumps(mine)) == theirs:
@@ -229,4 +343,6 @@ def resume_config(cfg: RunConfig, saved: dict[str, Any], given: Iterable[str] | 
         raise ValueError(f"--resume with other settings than the run's: {', '.join(conflicts)}. A resumed run "
                          f"may change only {', '.join(cfg.RESUMABLE)}; start a new run (another --name) to "
                          "change the others")
-    return dataclasses.replace(cfg, **overrides)
+    resumed = dataclasses.replace(cfg, **overrides)
+    resumed.check_used()
+    return resumed

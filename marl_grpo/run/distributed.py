@@ -34,12 +34,14 @@ from typing import Any, Iterable
 import torch
 import torch.distributed as dist
 
-from marl_grpo.envs.backend import resolve_device
-
 
 @dataclass(frozen=True)
-class Shard:
-    """This process's place in the run: rank `rank` of `world_size` (1 without torchrun)."""
+class World:
+    """This process's place among the run's processes: rank `rank` of `world_size` (1 without torchrun).
+
+    (Not to be confused with the `shard = (index, count)` tuples of the rollout and the policy's
+    sampling, which name a slice of the random streams.)
+    """
 
     rank: int = 0
     world_size: int = 1
@@ -62,26 +64,41 @@ class Shard:
         return total // self.world_size
 
 
-def shard_from_env() -> Shard:
-    """The shard torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
-    return Shard(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+def world_from_env() -> World:
+    """The place torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
+    return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
                  int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def setup(device: str) -> tuple[Shard, torch.device, bool]:
-    """Join the process group if torchrun started this process; returns the shard, this rank's
-    device (`cuda:LOCAL_RANK` for auto/cuda on a GPU machine) and whether the group was created here."""
-    shard = shard_from_env()
-    resolved = resolve_device(device)
-    if resolved.type == "cuda" and resolved.index is None and shard.distributed:
-        resolved = torch.device("cuda", shard.local_rank)
+def rank_device(device: Any, world: World = World()) -> torch.device:
+    """The device of a run's `--device` on this rank: `"auto"` is CUDA when present, else the CPU;
+    a CUDA device without an index is `cuda:LOCAL_RANK` under torchrun (one GPU per rank). A name
+    torch does not know, or CUDA where there is none, gets a `ValueError` naming it."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is invalid: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+    if resolved.type != "cuda":
+        return resolved
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device("cuda", world.local_rank) if resolved.index is None and world.distributed else resolved
+
+
+def setup(device: str) -> tuple[World, torch.device, bool]:
+    """Join the process group if torchrun started this process; returns this process's `World`,
+    its device (`rank_device`) and whether the group was created here."""
+    world = world_from_env()
+    resolved = rank_device(device, world)
     if resolved.type == "cuda" and resolved.index is not None:
         torch.cuda.set_device(resolved)  # NCCL's collectives use the current device
     created = False
-    if shard.distributed and not dist.is_initialized():
+    if world.distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
         created = True
-    return shard, resolved, created
+    return world, resolved, created
 
 
 def teardown(created: bool) -> None:

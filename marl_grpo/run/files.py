@@ -2,7 +2,8 @@
 
 A run folder is ``<log_dir>/<name>/``: TensorBoard event files, and ``checkpoint/`` with
 
-- soccer: `POLICY_FILE` + `POLICY_CONFIG_FILE` (what ``eval`` and ``watch`` read) + `STATE_FILE`;
+- soccer: the policy's files (`marl_grpo.agents.checkpoint.POLICY_FILE`, `POLICY_CONFIG_FILE`:
+  what ``eval`` and ``watch`` read) + `STATE_FILE`;
 - LLM: the Hugging Face files of ``save_pretrained`` (whose ``config.json`` is the *model's*
   config, hence the LLM run config's own name `LLM_CONFIG_FILE`) + `STATE_FILE`;
 
@@ -15,10 +16,6 @@ COMPLETE_FILE = "COMPLETE"
 """written last into a checkpoint folder: the folder is whole (`marl_grpo.run.checkpoint.atomic_directory`)"""
 STATE_FILE = "trainer_state.pt"
 """everything exact resume needs beyond the weights: optimiser, counters, env state, random streams"""
-POLICY_FILE = "policy.safetensors"
-"""the soccer policy's weights"""
-POLICY_CONFIG_FILE = "config.json"
-"""the soccer checkpoint's metadata: policy architecture, env config, observation layout, train config"""
 LLM_CONFIG_FILE = "llm_config.json"
 """the LLM run's config, beside the model's Hugging Face ``config.json``"""
 COMPLETIONS_FILE = "completions.jsonl"

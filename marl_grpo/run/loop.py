@@ -33,16 +33,17 @@ from marl_grpo.run.checkpoint import atomic_directory, load_trainer_state, recov
 from marl_grpo.run.config import RunConfig, resume_config
 from marl_grpo.run.files import CHECKPOINT_DIR, RESULT_FILE, STATE_FILE
 from marl_grpo.run.logger import Logger
+from marl_grpo.run.threads import torch_threads
 from marl_grpo.run.update import UpdateBatch, policy_update
 
 
 class Trainer:
     """What a training mode supplies to `run_training`.
 
-    Built by the loop as `Trainer(cfg, device, checkpoint, shard)`, where `checkpoint` is the
+    Built by the loop as `Trainer(cfg, device, checkpoint, world)`, where `checkpoint` is the
     folder to resume from (None for a fresh run; the trainer loads its weights from there, the loop
-    then restores the states and the counters) and `shard` this process's rank (it plays its
-    share of the global batch: `shard.split(cfg.num_envs, "num_envs")`).
+    then restores the states and the counters) and `world` this process's rank (it plays its
+    share of the global batch: `world.split(cfg.num_envs, "num_envs")`).
     """
 
     evaluate_first: ClassVar[bool] = False
@@ -57,7 +58,7 @@ class Trainer:
     update_generator: torch.Generator | None = None
     """random stream of the minibatch order (None: torch's global stream, saved by the loop)"""
 
-    def __init__(self, cfg: RunConfig, device: torch.device, checkpoint: Path | None, shard: distributed.Shard):
+    def __init__(self, cfg: RunConfig, device: torch.device, checkpoint: Path | None, world: distributed.World):
         raise NotImplementedError
 
     @property
@@ -154,32 +155,32 @@ def run_training(trainer_cls: Callable[..., Trainer], cfg: RunConfig,
     `on_iteration(global_step)` is called after every iteration (`marl-grpo compare` uses it for
     its progress display).
     """
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    shard, device, created = distributed.setup(cfg.device)
-    try:
-        return _run(trainer_cls, cfg, on_iteration, shard, device)
-    finally:
-        distributed.teardown(created)
+    with torch_threads(cfg.threads):  # the caller's thread count is back when the run returns
+        torch.manual_seed(cfg.seed)
+        world, device, created = distributed.setup(cfg.device)
+        try:
+            return _run(trainer_cls, cfg, on_iteration, world, device)
+        finally:
+            distributed.teardown(created)
 
 
-def _load_state(ckpt_dir: Path, shard: distributed.Shard) -> dict[str, Any]:
+def _load_state(ckpt_dir: Path, world: distributed.World) -> dict[str, Any]:
     state = load_trainer_state(ckpt_dir)
     if "ranks" not in state:
         raise ValueError(f"{str(ckpt_dir / STATE_FILE)!r} was written by marl-grpo 0.1 before the shared run "
                          "engine: its policy still loads for eval and watch, but the run cannot be resumed")
-    if len(state["ranks"]) != shard.world_size:
+    if len(state["ranks"]) != world.world_size:
         raise ValueError(f"{str(ckpt_dir)!r} was written by {len(state['ranks'])} process(es) and this run has "
-                         f"{shard.world_size}: resume with the same number of processes (each rank continues "
+                         f"{world.world_size}: resume with the same number of processes (each rank continues "
                          "its own matches and random streams)")
     return state
 
 
 def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Callable[[int], None] | None,
-         shard: distributed.Shard, device: torch.device) -> dict[str, Any]:
+         world: distributed.World, device: torch.device) -> dict[str, Any]:
     run_dir = Path(cfg.log_dir) / cfg.name
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    if shard.is_main:
+    if world.is_main:
         recover(ckpt_dir)  # a save cut off by a crash: put the last whole checkpoint back
     distributed.barrier()
     if not cfg.resume and ckpt_dir.exists():
@@ -188,24 +189,24 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
     if cfg.resume and not ckpt_dir.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {str(ckpt_dir)!r} to continue from")
     if cfg.resume:
-        cfg = resume_config(cfg, trainer_cls.saved_config(ckpt_dir), getattr(cfg, "given_fields", None))
+        cfg = resume_config(cfg, trainer_cls.saved_config(ckpt_dir), cfg.given)
 
-    trainer = trainer_cls(cfg, device, ckpt_dir if cfg.resume else None, shard)
+    trainer = trainer_cls(cfg, device, ckpt_dir if cfg.resume else None, world)
     distributed.broadcast_parameters(trainer.parameters)  # every rank starts from rank 0's weights
     total, per_iteration = trainer.num_iterations, trainer.steps_per_iteration
     iteration, elapsed, wall_before = 0, 0.0, 0.0
     if cfg.resume:
-        state = _load_state(ckpt_dir, shard)
+        state = _load_state(ckpt_dir, world)
         trainer.load_state_dict(state["trainer"])
-        trainer.load_rank_state_dict(state["ranks"][shard.rank]["trainer"])
+        trainer.load_rank_state_dict(state["ranks"][world.rank]["trainer"])
         iteration, elapsed, wall_before = state["iteration"], state["elapsed"], state["wall_time"]
-        torch.set_rng_state(state["ranks"][shard.rank]["torch_rng"])
+        torch.set_rng_state(state["ranks"][world.rank]["torch_rng"])
 
     # after a crash, the steps logged since the last checkpoint are logged again: drop the old ones
     purge_step = iteration * per_iteration + 1 if cfg.resume else None
-    logger = Logger(run_dir, enabled=shard.is_main, purge_step=purge_step)
-    if not cfg.resume and shard.is_main:
-        logger.hyperparameters({**trainer.hyperparameters(), "world_size": shard.world_size})
+    logger = Logger(run_dir, enabled=world.is_main, purge_step=purge_step)
+    if not cfg.resume and world.is_main:
+        logger.hyperparameters({**trainer.hyperparameters(), "world_size": world.world_size})
         for tag, text in trainer.texts().items():
             logger.text(tag, text)
     history: dict[str, list[float]] = {tag: [] for tag in trainer.history_tags}
@@ -223,7 +224,7 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
     time_fraction = time_spent()  # rank 0's, as of the last iteration's end
 
     bar = tqdm(range(iteration, total), initial=iteration, total=total,
-               disable=not (cfg.progress and shard.is_main), desc=cfg.name, unit="it")
+               disable=not (cfg.progress and world.is_main), desc=cfg.name, unit="it")
     try:
         for iteration in bar:
             start = time.perf_counter()
@@ -258,7 +259,7 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
             # rank 0's clock decides when the time budget is spent, and the time-annealed lr, for every rank
             time_fraction = distributed.broadcast(time_spent())
             done = iteration + 1 == total or time_fraction >= 1.0
-            if shard.is_main and ((cfg.eval_every and (iteration + 1) % cfg.eval_every == 0) or done or (
+            if world.is_main and ((cfg.eval_every and (iteration + 1) % cfg.eval_every == 0) or done or (
                     trainer.evaluate_first and iteration == 0)):
                 last_eval = {**trainer.evaluate(), "eval/wall_time": wall_time()}
                 logger.scalars(last_eval, step)
@@ -267,7 +268,7 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
             if (cfg.save_every and (iteration + 1) % cfg.save_every == 0) or done:
                 ranks = distributed.all_gather(distributed.to_cpu(
                     {"torch_rng": torch.get_rng_state(), "trainer": trainer.rank_state_dict()}))
-                if shard.is_main:
+                if world.is_main:
                     with atomic_directory(ckpt_dir) as tmp:
                         trainer.write_checkpoint(tmp)
                         torch.save({"iteration": iteration + 1, "global_step": step, "elapsed": elapsed,
@@ -275,7 +276,7 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
                                    tmp / STATE_FILE)
             bar.set_postfix(trainer.progress(scalars, last_eval))
             completed = iteration + 1
-            if on_iteration is not None and shard.is_main:
+            if on_iteration is not None and world.is_main:
                 on_iteration(step)
             if done:
                 break
@@ -286,7 +287,7 @@ def _run(trainer_cls: Callable[..., Trainer], cfg: RunConfig, on_iteration: Call
     global_step = completed * per_iteration
     result = {"eval": last_eval, "iteration": completed, "global_step": global_step, "elapsed": elapsed,
               "run_dir": str(run_dir), "wall_time": wall_time(), "peak_memory_mb": memory, "history": history,
-              "world_size": shard.world_size, **trainer.summary(global_step, elapsed)}
-    if shard.is_main:  # the run's summary beside its logs (`marl-grpo compare --report-only` reads it)
+              "world_size": world.world_size, **trainer.summary(global_step, elapsed)}
+    if world.is_main:  # the run's summary beside its logs (`marl-grpo compare --report-only` reads it)
         (run_dir / RESULT_FILE).write_text(json.dumps({**result, "config": cfg.to_dict()}, indent=1))
     return result

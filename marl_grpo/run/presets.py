@@ -24,7 +24,10 @@ def pick_preset(presets: dict[str, ConfigT], name: str) -> ConfigT:
     the preset alone); a clear error for an unknown name."""
     if name not in presets:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(presets)}")
-    return copy.deepcopy(presets[name])
+    cfg = copy.deepcopy(presets[name])
+    if "preset" in {f.name for f in dataclasses.fields(cfg)}:
+        cfg.preset = name  # what it sets is the preset's, not the user's (`RunConfig.user_fields`)
+    return cfg
 
 
 def given_fields(argv: list[str], cls: type) -> frozenset[str]:
@@ -41,16 +44,20 @@ def given_fields(argv: list[str], cls: type) -> frozenset[str]:
 def parse_config(cls: type[ConfigT], argv: list[str], command: str, default: ConfigT | None = None,
                  prog: str | None = None, description: str | None = None) -> ConfigT:
     """`tyro.cli` of `cls`, then one validation whose error names the command (not a traceback).
-    The result's `given_fields` names the fields the command line set (resume keeps the others)."""
+    A run config's `given` names the fields the command line set: resume keeps the others, and a
+    given field the run does not read is refused (`RunConfig.check_used`)."""
     with deferred_validation():
         cfg = tyro.cli(cls, default=default, args=argv, prog=prog or command, description=description)
-    cfg.given_fields = given_fields(argv, cls)
-    validate = getattr(cfg, "validate", None)
-    if validate is not None:
-        try:
-            validate()
-        except ValueError as err:
-            raise SystemExit(f"{command}: {err}") from None
+    checks = [getattr(cfg, "validate", None)]
+    if "given" in {f.name for f in dataclasses.fields(cls)}:
+        cfg.given = given_fields(argv, cls)
+        if not cfg.resume:  # a resumed run is checked with its saved settings (`resume_config`)
+            checks.append(cfg.check_used)
+    try:
+        for check in filter(None, checks):
+            check()
+    except ValueError as err:
+        raise SystemExit(f"{command}: {err}") from None
     return cfg
 
 

@@ -8,7 +8,7 @@ at most T tokens, see `marl_grpo` for the shape letters) and call `policy_update
         for each minibatch of units:
             for each of gradient_accumulation_steps micro-batches (whole units):
                 logp, entropy = batch.log_probs(rows)                 # with grad
-                loss, stats = marl_grpo.losses.policy_loss(...)       # the loss core, cfg.loss_type
+                loss, stats = marl_grpo.losses.policy_loss(..., options)   # the loss core
                 loss += -ent_coef * mean entropy + batch.aux_loss(rows)   # PPO: its value loss
                 backward of the loss weighted by the micro-batch's share (`micro_batch_weights`)
             clip_grad_norm, optimizer step
@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from marl_grpo.losses import policy_loss
+from marl_grpo.losses import PolicyLossOptions, policy_loss
 from marl_grpo.run import distributed
 from marl_grpo.run.config import RunConfig
 
@@ -76,7 +76,7 @@ class UpdateBatch:
 
 TOKEN_MEAN_LOSS_TYPES = ("bnpo", "dapo", "cispo", "vespo")
 """loss types whose aggregation divides by the real-token count of the whole minibatch
-(`marl_grpo.losses._aggregate`); the others average per sequence, or divide by a constant per
+(`marl_grpo.losses.aggregate`); the others average per sequence, or divide by a constant per
 sequence (dr_grpo), so their normaliser is the minibatch's sequence count"""
 
 
@@ -120,23 +120,16 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 def _micro_batch_loss(batch: UpdateBatch, rows: torch.Tensor, adv: torch.Tensor, cfg: RunConfig,
+                      options: PolicyLossOptions,
                       weights: tuple[torch.Tensor | float, torch.Tensor | float, float] | None,
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of the sequences `rows` (a minibatch, or one micro-batch of it weighted by
     `micro_batch_weights`), and its stats weighted alike (so that they sum to the minibatch's)."""
     logp, entropy = batch.log_probs(rows)
     mask = None if batch.mask is None else batch.mask[rows]
-    loss, stats = policy_loss(
-        logp, logp.detach() if batch.old_logp is None else batch.old_logp[rows], adv, mask,
-        clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, ratio_level=cfg.ratio_level,
-        loss_type=cfg.loss_type, max_len=batch.max_len, delta=cfg.delta,
-        off_policy_mask_threshold=cfg.off_policy_mask_threshold,
-        ref_logp=None if batch.ref_logp is None else batch.ref_logp[rows], kl_coef=cfg.kl_coef,
-        kl_estimator="k3", use_bias_correction_kl=cfg.use_bias_correction_kl,
-        sapo_temperature_pos=cfg.sapo_temperature_pos, sapo_temperature_neg=cfg.sapo_temperature_neg,
-        vespo_k_pos=cfg.vespo_k_pos, vespo_lambda_pos=cfg.vespo_lambda_pos, vespo_k_neg=cfg.vespo_k_neg,
-        vespo_lambda_neg=cfg.vespo_lambda_neg,
-    )
+    old_logp = logp.detach() if batch.old_logp is None else batch.old_logp[rows]
+    ref_logp = None if batch.ref_logp is None else batch.ref_logp[rows]
+    loss, stats = policy_loss(logp, old_logp, adv, mask, options=options, ref_logp=ref_logp)
     entropy_mean = _masked_mean(entropy, mask)
     aux, aux_stats = batch.aux_loss(rows) if batch.aux_loss is not None else (None, {})
     if weights is not None:
@@ -159,6 +152,7 @@ def policy_update(batch: UpdateBatch, optimizer: torch.optim.Optimizer, paramete
     `generator` draws the minibatch order (None: torch's global stream, which the run loop saves).
     """
     device = batch.advantages.device
+    options = cfg.loss_options(max_len=batch.max_len)  # checked once, for every minibatch
     mb_size = max(1, batch.num_units // cfg.num_minibatches)
     accumulation, scaler = cfg.gradient_accumulation_steps, batch.grad_scaler
     totals: dict[str, torch.Tensor] = {}
@@ -182,7 +176,8 @@ def policy_update(batch: UpdateBatch, optimizer: torch.optim.Optimizer, paramete
             optimizer.zero_grad(set_to_none=True)
             step: dict[str, torch.Tensor] = {}
             for k, (part, adv) in enumerate(zip(part_rows, advantages.split([len(r) for r in part_rows]))):
-                total, stats = _micro_batch_loss(batch, part, adv, cfg, None if weights is None else weights[k])
+                total, stats = _micro_batch_loss(batch, part, adv, cfg, options,
+                                                 None if weights is None else weights[k])
                 (total if scaler is None else scaler.scale(total)).backward()
                 for key, value in stats.items():
                     value = value.detach().float()

@@ -27,6 +27,7 @@ from marl_grpo.envs import NUM_ACTIONS, SoccerVecEnv, soccer_v0
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.rl import SoccerTrainer, TrainConfig
 from marl_grpo.run.config import check_int
+from marl_grpo.run.threads import torch_threads
 from marl_grpo.run.update import policy_update
 
 
@@ -124,9 +125,10 @@ def _sync(device: torch.device) -> None:
 
 def vec_env_runner(team_size: int, num_envs: int, steps: int, device: str = "cpu",
                    compile: bool = False) -> Callable[[], float]:
-    """A timed run of `steps` steps of `SoccerVecEnv` under uniformly random actions (auto-reset
-    included), returning agent-steps per second; compilation (if any) is done before it returns."""
-    env = SoccerVecEnv(num_envs=num_envs, device=device, team_size=team_size, compile=compile)
+    """A timed run of `steps` steps of `SoccerVecEnv` (with `cpu_threads="auto"`, as the trainer
+    builds it) under uniformly random actions (auto-reset included), returning agent-steps per
+    second; compilation (if any) is done before it returns."""
+    env = SoccerVecEnv(num_envs=num_envs, device=device, team_size=team_size, compile=compile, cpu_threads="auto")
     env.reset(seed=0)
     gen = torch.Generator(device=env.device).manual_seed(0)
     actions = torch.randint(0, NUM_ACTIONS, (16, num_envs, env.num_agents), generator=gen, device=env.device)
@@ -202,8 +204,13 @@ def _mpe2_simple_spread() -> object:
 
 
 def run_env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
-    """Print and return every figure of the env benchmark."""
-    torch.set_num_threads(cfg.threads)
+    """Print and return every figure of the env benchmark (on `cfg.threads` torch threads; the
+    caller's count is back afterwards)."""
+    with torch_threads(cfg.threads):
+        return _env_bench(cfg)
+
+
+def _env_bench(cfg: EnvBenchConfig) -> dict[str, float]:
     results: dict[str, float] = {}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {cfg.device}")
 
@@ -284,9 +291,14 @@ def _timed_iteration(trainer: SoccerTrainer, cfg: TrainConfig) -> dict[str, floa
 def run_train_bench(cfg: TrainBenchConfig) -> dict[str, float]:
     """Print and return agent-steps/s of the whole GRPO or PPO iteration, its parts, and the time
     of one update (advantages + all minibatch steps) for the batch: medians over the iterations.
-    With `versus_eager`, also those of the same loop with eager bots and env, interleaved."""
+    With `versus_eager`, also those of the same loop with eager bots and env, interleaved. Runs on
+    `cfg.train.threads` torch threads; the caller's count is back afterwards."""
+    with torch_threads(cfg.train.threads):
+        return _train_bench(cfg)
+
+
+def _train_bench(cfg: TrainBenchConfig) -> dict[str, float]:
     train_cfg = cfg.train
-    torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
     device = resolve_device(train_cfg.device)
     configs = {"main": train_cfg}

@@ -48,8 +48,8 @@ THRESHOLDS = (0.5, 0.8)
 
 
 def _compare_train(**overrides: Any) -> TrainConfig:
-    """`--preset 2v2` with the learning rate both algorithms were measured with in the README's
-    comparison (1e-3: the GRPO preset's 6e-3 was never tried with PPO's critic)"""
+    """`--preset 2v2` with one learning rate for both algorithms, 1e-3: the
+    GRPO preset's 6e-3 was never tried with PPO's critic (docs/results.md)"""
     return dataclasses.replace(preset("2v2"), name="", max_minutes=0.0, progress=False, learning_rate=1e-3,
                                **overrides)
 
@@ -92,7 +92,7 @@ class CompareConfig:
 
 
 COMPARE_PRESETS: dict[str, CompareConfig] = {
-    # the README's comparison: 2v2 against the positional team bot, 3 seeds, 10M env steps each
+    # the comparison on docs/results.md: 2v2 against the positional team bot, 3 seeds, 10M env steps each
     "2v2": CompareConfig(jobs=2),
     # end-to-end test size
     "tiny": CompareConfig(name="tiny", seeds=2, train=dataclasses.replace(preset("tiny"), name="", progress=False)),
@@ -114,8 +114,11 @@ def run_configs(cfg: CompareConfig) -> list[TrainConfig]:
         options = cfg.algo_args.get(algo, "")
         extra = shlex.split(options)
         for seed in range(1, cfg.seeds + 1):
+            # the shared settings go to every run, so one that this algorithm does not read is not
+            # refused here (given=frozenset()); its own options (algo_args) are checked as given
             base = dataclasses.replace(cfg.train, algo=algo, seed=seed, name=f"{algo}_seed{seed}",
-                                       log_dir=str(root), threads=threads, progress=False, resume=False)
+                                       log_dir=str(root), threads=threads, progress=False, resume=False,
+                                       given=frozenset())
             if extra:
                 try:
                     base = parse_config(TrainConfig, extra, f"--algo-args.{algo}", default=base)
@@ -128,14 +131,15 @@ def run_configs(cfg: CompareConfig) -> list[TrainConfig]:
     return runs
 
 
-def train_command(cfg: TrainConfig, base: str = "2v2") -> str:
-    """The `marl-grpo train` command line of `cfg`: `--preset base` and every field that differs
-    from that preset (parsing it gives `cfg` back)."""
+def train_command(cfg: TrainConfig, base: str | None = None) -> str:
+    """The `marl-grpo train` command line of `cfg`: `--preset base` (default: the preset `cfg` came
+    from, else 2v2) and every field that differs from that preset (parsing it gives `cfg` back)."""
+    base = base or (cfg.preset if cfg.preset in PRESETS else "2v2")
     default = PRESETS[base]
     args = ["marl-grpo", "train", "--preset", base]
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if value == getattr(default, f.name):
+        if not f.compare or value == getattr(default, f.name):  # compare=False: `preset`, `given`, not settings
             continue
         flag = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):

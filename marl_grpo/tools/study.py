@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import tyro
 
-from marl_grpo.rl import TrainConfig, evaluate, train
-from marl_grpo.run.checkpoint import load_policy
+from marl_grpo.agents.checkpoint import load_policy
+from marl_grpo.rl import TrainConfig, play_matches, train
 from marl_grpo.run.files import CHECKPOINT_DIR, STUDY_EVAL_SEED
 from marl_grpo.tools.compare import mean_ci
 
@@ -53,7 +53,9 @@ class GroupModeStudy:
 
     def validate(self) -> None:
         for combo in self.combinations():
-            dataclasses.replace(self.train, **combo)  # a clear error for a bad value, before any run
+            # a clear error for a bad value, before any run; the shared settings go to every
+            # combination, so one that a combination does not read is not refused (given=frozenset())
+            dataclasses.replace(self.train, given=frozenset(), **combo)
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ValueError(f"seeds={self.seeds!r} is invalid: expected an int >= 1")
         self.train.validate()
@@ -71,10 +73,11 @@ def run_study(study: GroupModeStudy) -> list[dict]:
     for combo in study.combinations():
         finals = []
         for seed in range(study.train.seed, study.train.seed + study.seeds):
-            cfg = dataclasses.replace(study.train, name=_name(study, combo, seed), seed=seed, **combo)
+            cfg = dataclasses.replace(study.train, name=_name(study, combo, seed), seed=seed, given=frozenset(),
+                                      **combo)
             result = train(cfg)
             policy, _ = load_policy(f"{result['run_dir']}/{CHECKPOINT_DIR}", device=cfg.device)
-            final = evaluate(policy, cfg.env_kwargs(), "team", 1.0, study.final_matches, seed=STUDY_EVAL_SEED)
+            final = play_matches(policy, cfg.env_kwargs(), "team", 1.0, study.final_matches, seed=STUDY_EVAL_SEED)
             finals.append({**final, "env_steps": result["global_step"], "minutes": result["wall_time"] / 60})
             print(f"{cfg.name}: win {final['eval/win_rate']:.1%}  draw {final['eval/draw_rate']:.1%}"
                   f"  goal diff {final['eval/goal_diff']:+.2f}  ({result['global_step']} env steps, "

@@ -42,9 +42,9 @@ import tyro
 from tqdm import tqdm
 
 from marl_grpo.agents import BOT_NAMES, SoccerPolicy, make_bot
+from marl_grpo.agents.checkpoint import load_policy, read_config
 from marl_grpo.envs import SoccerConfig, SoccerVecEnv
 from marl_grpo.envs.backend import resolve_device
-from marl_grpo.run.checkpoint import load_policy, read_config
 from marl_grpo.run.config import check_int
 from marl_grpo.run.files import EVAL_SEED
 
