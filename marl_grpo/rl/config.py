@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from marl_grpo.agents import ARCHS, BOT_NAMES, CRITIC_KINDS
-from marl_grpo.envs.config import MAX_TEAM_SIZE
+from marl_grpo.envs.config import MAX_TEAM_SIZE, SoccerConfig
 from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.league import SAMPLINGS, parse_anchors
 from marl_grpo.rl.learners import LEARNERS, Algorithm
+from marl_grpo.rl.opponent import check_opponent_checkpoint, is_checkpoint_opponent
 from marl_grpo.run.config import RunConfig, UsedBy, check_choice, check_int, check_number
 from marl_grpo.run.presets import pick_preset
 
@@ -78,7 +79,9 @@ class TrainConfig(RunConfig):
     """match length in steps"""
     opponent: str = "team"
     """who plays red: a scripted bot (random, chaser, team), `self` (the policy plays both sides and
-    learns from both) or `league` (past selves, anchors and itself, with ratings: `marl_grpo.rl.league`)"""
+    learns from both), `league` (past selves, anchors and itself, with ratings: `marl_grpo.rl.league`),
+    or the path of a soccer checkpoint folder (runs/<name>/checkpoint): that policy, frozen, samples
+    red's actions from its own seeded stream (`marl_grpo.rl.opponent`); it must play this run's team sizes"""
     opponent_strength: float = 1.0
     """strength in [0, 1] of the scripted opponent"""
     compile_bots: bool = False
@@ -171,7 +174,6 @@ class TrainConfig(RunConfig):
         check_choice(self, "critic", CRITIC_KINDS)
         check_choice(self, "arch", ARCHS)
         check_choice(self, "supervision", SUPERVISIONS)
-        check_choice(self, "opponent", (*BOT_NAMES, "self", "league"))
         check_choice(self, "league_sampling", SAMPLINGS)
         check_number(self, "league_latest_ratio", high=1.0)
         if self.league_anchor_ratio is not None:
@@ -199,6 +201,9 @@ class TrainConfig(RunConfig):
         if self.learner.uses_groups and not groups.copies_matches and self.team_size < 2:
             raise ValueError(f"group_mode={self.group_mode!r} with team_size={self.team_size} gives one-member groups "
                              "(every advantage 0): use team_size >= 2, or a branch or episode mode")
+        if is_checkpoint_opponent(self.opponent):
+            # refused before any training: a missing folder, an LLM checkpoint, other team sizes
+            check_opponent_checkpoint(self.opponent, SoccerConfig.from_kwargs(**self.env_kwargs()))
 
     # ------------------------------------------------------------------ derived values
     @classmethod

@@ -18,6 +18,7 @@ from marl_grpo.agents import Bot, SoccerPolicy
 from marl_grpo.envs import REWARD_COMPONENTS, SoccerVecEnv
 from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.league import League
+from marl_grpo.rl.opponent import PolicyOpponent
 
 
 @dataclass
@@ -50,7 +51,8 @@ class Collector:
     """Steps `env` with `policy` (for the controlled agents) and `opponent` (for the others);
     `groups` (None: no groups, as PPO) prepares each segment.
 
-    `opponent`: a scripted `Bot` (the policy controls blue), None (self-play: the policy controls
+    `opponent`: a scripted `Bot` or a frozen checkpoint (`marl_grpo.rl.opponent.PolicyOpponent`,
+    with a bot's interface; the policy controls blue), None (self-play: the policy controls
     everyone), or a `League` (`marl_grpo.rl.league`: the policy acts for blue, and for red in the
     matches where it plays itself; pool members play red in the others).
 
@@ -60,7 +62,7 @@ class Collector:
     single process's draws, so the split run plays exactly the same matches.
     """
 
-    def __init__(self, env: SoccerVecEnv, policy: SoccerPolicy, opponent: Bot | League | None,
+    def __init__(self, env: SoccerVecEnv, policy: SoccerPolicy, opponent: Bot | PolicyOpponent | League | None,
                  groups: Groups | None, seed: int, record_state: bool = False, shard: tuple[int, int] = (0, 1),
                  record_components: bool = False):
         self.env, self.policy, self.groups = env, policy, groups

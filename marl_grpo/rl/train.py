@@ -24,6 +24,7 @@ from marl_grpo.rl.evaluate import play_matches
 from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.league import League
 from marl_grpo.rl.learner import Algorithm
+from marl_grpo.rl.opponent import is_checkpoint_opponent, load_opponent
 from marl_grpo.rl.rollout import Collector, Segment
 from marl_grpo.run.distributed import World
 from marl_grpo.run.files import EVAL_SEED, LEAGUE_DIR
@@ -72,9 +73,13 @@ class SoccerTrainer(Trainer):
             block = cfg.group_size if self.learner.uses_groups and cfg.groups.copies_matches else 1
             folder = Path(cfg.log_dir) / cfg.name / LEAGUE_DIR if world.is_main else None
             self.league = League(cfg, env, self.policy, block, folder, rank=world.rank)
-        self.opponent = self.league if cfg.opponent in ("self", "league") else make_bot(
-            cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed, device=device,
-            compile=cfg.compile_bots)
+        if cfg.opponent in ("self", "league"):
+            self.opponent = self.league
+        elif is_checkpoint_opponent(cfg.opponent):
+            self.opponent = load_opponent(cfg.opponent, env.config, seed=cfg.seed, device=device)
+        else:
+            self.opponent = make_bot(cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed,
+                                     device=device, compile=cfg.compile_bots)
         self.collector = make_collector(env, self.policy, self.opponent, self.learner, cfg, world)
         self.optimizer, self.parameters = self.learner.optimizer, self.learner.parameters
         if checkpoint is not None:
@@ -106,6 +111,8 @@ class SoccerTrainer(Trainer):
         if segment.episode_returns:
             scalars["charts/episodic_return"] = float(np.mean(segment.episode_returns))
             scalars["charts/win_rate_train"] = float(np.mean([r > 0 for r in segment.episode_results]))
+            # win + draw / 2 against the training opponent (a frozen checkpoint: the exploiter's score)
+            scalars["charts/score_train"] = float(np.mean([(r + 1) / 2 for r in segment.episode_results]))
         return scalars
 
     def end_iteration(self, iteration: int) -> dict[str, float]:

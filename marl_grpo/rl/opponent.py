@@ -1,0 +1,120 @@
+"""A frozen soccer checkpoint as the fixed opponent of a training run (`--opponent PATH`).
+
+    marl-grpo train --preset 2v2 --opponent runs/league-2v2/checkpoint     # learn to beat that policy
+    opponent = load_opponent("runs/2v2/checkpoint", env.config, seed=1)    # in Python: plays red
+
+The checkpoint is any folder written by `marl-grpo train` (`policy.safetensors` + `config.json`,
+`marl_grpo.agents.checkpoint`): a run's `checkpoint`, or a league snapshot. It plays the red team,
+as a scripted bot does, and the learner plays blue. Red's players see the observations the env gives
+them, each from its own mirrored frame: the very rows a self-play or league red acts on.
+
+The opponent samples its actions from its policy (as the target plays in its own matches and in
+`eval`), with a `torch.Generator` of its own seeded from the run's seed, so that a run is
+reproducible, resumes exactly (the generator's state is in the checkpoint) and splits over processes
+exactly as a bot does (`shard`). All matches act in one forward pass per step. The policy is frozen:
+it never trains, whatever the learner does.
+
+A checkpoint the run's env cannot play is refused when the config is built
+(`check_opponent_checkpoint`): a missing folder, an LLM checkpoint, a folder that is no soccer
+checkpoint, or an MLP trained on other team sizes (`check_compatible`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from marl_grpo.agents import BOT_NAMES, SoccerPolicy, sample_actions
+from marl_grpo.agents.checkpoint import check_compatible, load_policy, read_config
+from marl_grpo.envs.config import SoccerConfig
+from marl_grpo.run.checkpoint import recover
+from marl_grpo.run.files import LLM_CONFIG_FILE
+
+OPPONENT_NAMES = (*BOT_NAMES, "self", "league")
+"""the `--opponent` values that are not a checkpoint folder"""
+OPPONENT_SEED_OFFSET = 7919
+"""added to the run's seed for the opponent's sampling stream (its own, apart from the learner's)"""
+
+
+def is_checkpoint_opponent(opponent: str) -> bool:
+    """Whether an `--opponent` value names a checkpoint folder (anything but a bot, self or league)."""
+    return opponent not in OPPONENT_NAMES
+
+
+def check_opponent_checkpoint(path: str | os.PathLike, env_config: SoccerConfig) -> dict[str, Any]:
+    """The metadata of the soccer checkpoint at `path`, or a `ValueError` in one line naming `path`
+    and what is wrong: not there, an LLM checkpoint, not a soccer checkpoint, or a policy that
+    cannot read `env_config`'s observations. Reads `config.json` only (no weights). A bad value of
+    the config's `opponent` field, hence a `ValueError` even for a missing folder (the command line
+    turns it into one line)."""
+    shown = str(path)
+    if not Path(path).exists():
+        recover(path)  # a checkpoint left half-renamed by a crash while saving is put back first
+    if not Path(path).is_dir():
+        raise ValueError(f"opponent={shown!r} is invalid: expected one of {OPPONENT_NAMES} or a checkpoint folder "
+                         "(no folder at that path)")
+    if (Path(path) / LLM_CONFIG_FILE).is_file():
+        raise ValueError(f"opponent={shown!r} is an LLM checkpoint (marl-grpo llm); --opponent takes a soccer "
+                         "policy checkpoint of marl-grpo train (policy.safetensors + config.json)")
+    try:
+        meta = read_config(path)
+        check_compatible(meta, env_config)
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"opponent={shown!r}: {err}") from None
+    return meta
+
+
+class PolicyOpponent:
+    """A frozen `SoccerPolicy` playing one side, with the interface of a scripted `Bot` that
+    `marl_grpo.rl.rollout.Collector` drives: `act(obs [B, R, D]) -> int64 [B, R]`, `shard`, and the
+    state of its random stream for exact resume.
+
+    `deterministic=True` plays the policy's most likely action; the default samples it with
+    `generator`, seeded by `seed`.
+    """
+
+    def __init__(self, policy: SoccerPolicy, seed: int, deterministic: bool = False, name: str = "checkpoint"):
+        self.policy = policy.requires_grad_(False).eval()
+        self.deterministic, self.name = deterministic, name
+        self.generator = torch.Generator(device=policy.device).manual_seed(seed)
+        self.shard = (0, 1)
+        """(index, count): the observations are slice `index` of `count` equal slices of a larger
+        batch, and the draws are that slice of the whole batch's (as `Bot.shard`)"""
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Actions of every row: obs float [..., D] -> int64 [...], on the observations' device."""
+        logits = self.policy(obs.to(self.policy.device))
+        actions, _ = sample_actions(logits, self.deterministic, self.generator, self.shard)
+        return actions.to(obs.device)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Nothing to forget between matches; re-seed if `seed` is given (as `Bot.reset`)."""
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def load_opponent(path: str | os.PathLike, env_config: SoccerConfig, seed: int, device: Any = "auto",
+                  deterministic: bool = False) -> PolicyOpponent:
+    """The soccer checkpoint at `path` as a frozen opponent for the matches of `env_config`
+    (refused in one line if it cannot play them: `check_opponent_checkpoint`). `seed` is the run's
+    seed: the opponent's stream is seeded `seed + OPPONENT_SEED_OFFSET`."""
+    check_opponent_checkpoint(path, env_config)
+    try:
+        policy, _ = load_policy(path, device=device, env_config=env_config)
+    except ValueError as err:
+        raise ValueError(f"opponent={str(path)!r}: {err}") from None
+    return PolicyOpponent(policy, seed + OPPONENT_SEED_OFFSET, deterministic, name=str(path))
+
+
+__all__ = ["OPPONENT_NAMES", "PolicyOpponent", "check_opponent_checkpoint", "is_checkpoint_opponent",
+           "load_opponent"]
