@@ -130,3 +130,77 @@ def test_compare_runs_both_algorithms_against_a_league(tmp_path, capsys):
         acc = EventAccumulator(str(run))
         acc.Reload()
         assert len(acc.Scalars("league/elo")) == 3 and "eval/win_rate" in acc.Tags()["scalars"]
+
+
+# win rates of fake runs, evaluated at env steps 100, 200, 300, 400 (values exact in float32)
+FAKE_WINS = {
+    "grpo": [[0.25, 0.5, 0.75, 1.0], [0.0, 0.25, 0.5, 0.75], [0.125, 0.5, 0.5, 0.875], [0.0, 0.0, 0.25, 0.25]],
+    "ppo": [[0.0, 0.25, 0.5, 0.5], [0.125, 0.125, 0.25, 0.75], [0.0, 0.5, 0.25, 0.375]],
+}
+FAKE_WALL_PER_EVAL = {"grpo": 10.0, "ppo": 20.0}  # seconds between evaluations: PPO runs half as fast
+
+
+def _fake_runs(root):
+    from torch.utils.tensorboard import SummaryWriter
+
+    for algo, seeds in FAKE_WINS.items():
+        for seed, wins in enumerate(seeds, 1):
+            run = root / f"{algo}_seed{seed}"
+            writer = SummaryWriter(str(run))
+            for k, win in enumerate(wins, 1):
+                writer.add_scalar("eval/win_rate", win, 100 * k)
+                writer.add_scalar("eval/wall_time", FAKE_WALL_PER_EVAL[algo] * k, 100 * k)
+            writer.close()
+            (run / "result.json").write_text(json.dumps({
+                "global_step": 400, "wall_time": FAKE_WALL_PER_EVAL[algo] * 4, "agent_steps_per_s": 1000.0,
+                "peak_memory_mb": 100.0, "policy_parameters": 10}))
+
+
+def test_the_report_gives_iqm_and_probability_of_improvement_at_each_budget_point(tmp_path):
+    from marl_grpo.tools import stats
+    from marl_grpo.tools.compare import BOOTSTRAP_REPS, write_report
+
+    root = tmp_path / "compare-fake"
+    _fake_runs(root)
+    write_report(root, ("grpo", "ppo"))
+    summary = json.loads((root / "compare.json").read_text())
+    grpo, ppo = summary["grpo"], summary["ppo"]
+
+    # final win rates: GRPO 1, 0.75, 0.875, 0.25 -> IQM = mean(0.75, 0.875), mean 0.71875
+    assert grpo["final_win_rate_iqm"]["point"] == pytest.approx(0.8125)
+    assert grpo["final_win_rate_mean"]["point"] == pytest.approx(0.71875)
+    expected = stats.stratified_bootstrap_ci([1.0, 0.75, 0.875, 0.25], stats.iqm, BOOTSTRAP_REPS, seed=0)
+    assert grpo["final_win_rate_iqm"] == pytest.approx(expected.as_dict())
+    assert ppo["final_win_rate_iqm"]["point"] == pytest.approx(1.625 / 3)  # 3 runs: nothing trimmed
+    # budget points: env steps 100, 200, 400; wall time 10 s, 20 s, 40 s (the shortest run's last evaluation)
+    assert [grpo["at"][k]["x"] for k in ("steps_25%", "steps_50%", "steps_100%")] == [100, 200, 400]
+    assert [grpo["at"][k]["x"] for k in ("wall_25%", "wall_50%", "wall_100%")] == [10, 20, 40]
+    assert grpo["at"]["steps_50%"]["iqm"]["point"] == pytest.approx(0.375)  # 0, 0.25, 0.5, 0.5
+    assert grpo["at"]["wall_100%"]["iqm"]["point"] == pytest.approx(0.8125)
+    assert ppo["at"]["wall_100%"]["mean"]["point"] == pytest.approx((0.25 + 0.125 + 0.5) / 3)  # PPO at step 200
+    assert ppo["at"]["wall_25%"] == {"x": 10, "runs": 0}  # PPO's first evaluation is at 20 s
+    # P(GRPO > PPO), pairs counted by hand (ties 1/2) out of 4 x 3
+    poi = grpo["improvement"]["ppo"]
+    assert poi["steps_100%"]["point"] == pytest.approx(8.5 / 12)
+    assert poi["steps_25%"]["point"] == pytest.approx(7.5 / 12)
+    assert poi["wall_50%"]["point"] == pytest.approx(10 / 12)
+    assert poi["wall_100%"]["point"] == pytest.approx(10.5 / 12)
+    assert poi["wall_25%"] is None
+    final = stats.probability_of_improvement_ci([w[-1] for w in FAKE_WINS["grpo"]], [w[-1] for w in FAKE_WINS["ppo"]],
+                                                BOOTSTRAP_REPS, seed=0)
+    assert poi["steps_100%"] == pytest.approx(final.as_dict())
+    reverse = ppo["improvement"]["grpo"]["steps_100%"]
+    assert reverse == pytest.approx({"point": 1 - final.point, "low": 1 - final.high, "high": 1 - final.low})
+    for algo in ("grpo", "ppo"):
+        for entry in summary[algo]["at"].values():
+            if entry["runs"]:
+                assert entry["iqm"]["low"] <= entry["iqm"]["point"] <= entry["iqm"]["high"]
+
+    table = (root / "compare.md").read_text()
+    assert "final win rate, IQM [95% bootstrap CI] | 81.2% [" in table
+    assert "| 100% of env steps (400) | 81.2% [" in table and "P(GRPO > PPO)" in table
+    assert "| 25% of wall time (0.2 min) | 6.2% [0.0%, 25.0%] | n/a |" in table
+    assert "final win rate (mean ± 95% CI)" in table  # today's table is kept
+    image = Image.open(root / "compare_profile.png")
+    assert len(np.unique(np.asarray(image.convert("L")))) > 10
+    assert (root / "compare.png").exists()

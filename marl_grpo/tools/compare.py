@@ -17,7 +17,14 @@ The report is read back from the TensorBoard event files (what you see is what w
 - `compare.png`: mean and 95% interval over seeds (Student t) of `eval/win_rate` against env
   steps and against wall-clock time, and of `charts/episodic_return` against env steps;
 - `compare.md`: per algorithm, the final win rate (mean +- 95% interval), the env steps and wall
-  time to reach 50% and 80% win rate, agent-steps/s, parameters and peak memory.
+  time to reach 50% and 80% win rate, agent-steps/s, parameters and peak memory;
+- the aggregate statistics of Agarwal et al., "Deep Reinforcement Learning at the Edge of the
+  Statistical Precipice" (NeurIPS 2021), from `marl_grpo.tools.stats`: the mean and the
+  interquartile mean (IQM) of the seeds' win rates with 95% stratified-bootstrap intervals, and the
+  probability of improvement of each algorithm over each other, at 25%, 50% and 100% of the
+  env-step budget and of the wall time (in `compare.md` and `compare.json`);
+- `compare_profile.png`: the performance profile at the end of the budget, the fraction of runs
+  whose final win rate is above each threshold, with bootstrap bands.
 """
 
 from __future__ import annotations
@@ -40,11 +47,16 @@ from marl_grpo.run.checkpoint import load_trainer_state
 from marl_grpo.run.config import check_int
 from marl_grpo.run.files import CHECKPOINT_DIR, RESULT_FILE
 from marl_grpo.run.presets import parse_config, pick_preset
+from marl_grpo.tools import stats
 
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
          10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
 """two-sided 95% Student t quantiles t_{0.975, df} (any statistics table, e.g. NIST/SEMATECH 1.3.6.7.2)"""
 THRESHOLDS = (0.5, 0.8)
+FRACTIONS = (0.25, 0.5, 1.0)
+"""fractions of the env-step and wall-time budget where the aggregate statistics are reported"""
+BOOTSTRAP_REPS = 2000
+"""bootstrap replicates of every interval of the report (fixed seed 0: a redrawn report is the same)"""
 
 
 def _compare_train(**overrides: Any) -> TrainConfig:
@@ -264,8 +276,88 @@ def load_runs(root: Path, algos: tuple[str, ...]) -> dict[str, list[dict[str, An
     return found
 
 
+def _value_at(xs: np.ndarray, ys: np.ndarray, x: float) -> float:
+    """`ys` at `x`, linearly interpolated between the two evaluations around it (as the curves are
+    drawn); NaN outside the evaluated range, where no value was measured."""
+    known = np.isfinite(xs)
+    xs, ys = xs[known], ys[known]
+    if xs.size == 0 or not xs[0] <= x <= xs[-1]:
+        return float("nan")
+    return float(np.interp(x, xs, ys))
+
+
+def aggregate_statistics(runs: dict[str, list[dict[str, Any]]], reps: int = BOOTSTRAP_REPS,
+                         seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Per algorithm, the win rates of its seeds at 25%, 50% and 100% (`FRACTIONS`) of the common
+    env-step budget (`steps_25%`, ...) and of the common wall time (`wall_25%`, ...), where the
+    common budget is the shortest run's last evaluation, so that every run has a value there:
+
+    `{"at": {key: {"x", "runs", "mean": {point, low, high}, "iqm": {...}}},
+      "improvement": {other_algo: {key: {point, low, high}}}}`
+
+    with 95% stratified-bootstrap intervals (`marl_grpo.tools.stats`, Agarwal et al. 2021);
+    `improvement` is P(this algorithm's run > the other's run), ties 1/2. A run without an
+    evaluation at a point is left out there (`runs` counts those kept); with none, no interval.
+    """
+    all_runs = [s for seeds in runs.values() for s in seeds]
+    step_end = min(float(s["steps"][-1]) for s in all_runs)
+    wall_ends = [s["wall"][np.isfinite(s["wall"])] for s in all_runs]
+    # a run that logged no wall time leaves the wall-time points undefined for all
+    wall_end = min(float(w[-1]) for w in wall_ends) if all(w.size for w in wall_ends) else float("nan")
+    points = {f"{axis}_{fraction:.0%}": (axis, fraction * end)
+              for axis, end in (("steps", step_end), ("wall", wall_end)) for fraction in FRACTIONS}
+    out: dict[str, dict[str, Any]] = {algo: {"at": {}, "improvement": {b: {} for b in runs if b != algo}}
+                                      for algo in runs}
+    names = list(runs)
+    for key, (axis, x) in points.items():
+        wins = {}
+        for algo, seeds in runs.items():
+            values = np.array([_value_at(s[axis], s["win"], x) for s in seeds])
+            wins[algo] = values[np.isfinite(values)]
+            entry: dict[str, Any] = {"x": x, "runs": int(wins[algo].size)}
+            if wins[algo].size:
+                entry["mean"] = stats.stratified_bootstrap_ci(wins[algo], stats.mean, reps, seed=seed).as_dict()
+                entry["iqm"] = stats.stratified_bootstrap_ci(wins[algo], stats.iqm, reps, seed=seed).as_dict()
+            out[algo]["at"][key] = entry
+        for i, first in enumerate(names):
+            for second in names[i + 1:]:
+                if not (wins[first].size and wins[second].size):
+                    out[first]["improvement"][second][key] = out[second]["improvement"][first][key] = None
+                    continue
+                poi = stats.probability_of_improvement_ci(wins[first], wins[second], reps, seed=seed)
+                out[first]["improvement"][second][key] = poi.as_dict()
+                # P(Y > X) = 1 - P(X > Y) with ties counted 1/2, replicate by replicate
+                out[second]["improvement"][first][key] = {"point": 1.0 - poi.point, "low": 1.0 - poi.high,
+                                                          "high": 1.0 - poi.low}
+    return out
+
+
+def _draw_profile(root: Path, finals: dict[str, np.ndarray], reps: int = BOOTSTRAP_REPS) -> None:
+    """`compare_profile.png`: the fraction of runs whose final win rate is above each threshold
+    (the run-score distribution of Agarwal et al. 2021), with 95% stratified-bootstrap bands."""
+    import matplotlib.pyplot as plt
+
+    taus = np.linspace(0.0, 1.0, 101)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for algo, values in finals.items():
+        color = LEARNERS[algo].color if algo in LEARNERS else None
+        band = stats.performance_profile_bands(values, taus, reps)
+        ax.step(taus, band.point, where="post", color=color, label=f"{algo.upper()} ({values.size} runs)")
+        ax.fill_between(taus, band.low, band.high, step="post", color=color, alpha=0.2)
+    ax.set_xlabel("win rate τ against the evaluation bot")
+    ax.set_ylabel("fraction of runs with final win rate > τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    ax.set_title(f"{root.name}: performance profile at the end of the budget", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(root / "compare_profile.png", dpi=90)
+    plt.close(fig)
+
+
 def write_report(root: Path, algos: tuple[str, ...]) -> dict[str, Any]:
-    """Write `compare.png` and `compare.md` into `root`; return the table's numbers."""
+    """Write `compare.png`, `compare_profile.png`, `compare.md` and `compare.json` into `root`;
+    return the table's numbers (per algorithm; `aggregate_statistics` adds `at` and `improvement`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,7 +384,11 @@ def write_report(root: Path, algos: tuple[str, ...]) -> dict[str, Any]:
         finals = np.array([s["win"][-1] for s in seeds])
         final_mean, final_half = mean_ci(finals)
         row: dict[str, Any] = {"seeds": len(seeds), "final_win_rate": float(final_mean),
-                               "final_win_rate_ci": float(final_half), "final_win_rates": finals.tolist()}
+                               "final_win_rate_ci": float(final_half), "final_win_rates": finals.tolist(),
+                               "final_win_rate_mean": stats.stratified_bootstrap_ci(finals, stats.mean,
+                                                                                    BOOTSTRAP_REPS).as_dict(),
+                               "final_win_rate_iqm": stats.stratified_bootstrap_ci(finals, stats.iqm,
+                                                                                   BOOTSTRAP_REPS).as_dict()}
         for threshold in THRESHOLDS:
             steps = np.array([_first_reach(s["steps"], s["win"], threshold) for s in seeds])
             walls = np.array([_first_reach(s["wall"], s["win"], threshold) for s in seeds])
@@ -317,6 +413,9 @@ def write_report(root: Path, algos: tuple[str, ...]) -> dict[str, Any]:
     fig.tight_layout()
     fig.savefig(root / "compare.png", dpi=90)
     plt.close(fig)
+    _draw_profile(root, {algo: np.array(row["final_win_rates"]) for algo, row in summary.items()})
+    for algo, extra in aggregate_statistics(runs).items():
+        summary[algo].update(extra)
     (root / "compare.md").write_text(_table(summary))
     (root / "compare.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -339,6 +438,11 @@ def _table(summary: dict[str, Any]) -> str:
     add("seeds", [str(r["seeds"]) for r in rows])
     add("final win rate (mean ± 95% CI)", [f"{r['final_win_rate']:.1%} ± {r['final_win_rate_ci']:.1%}" for r in rows])
     add("final win rate per seed", [", ".join(f"{v:.0%}" for v in r["final_win_rates"]) for r in rows])
+    if all("final_win_rate_iqm" in r for r in rows):
+        add("final win rate, mean [95% bootstrap CI]",
+            [stats.format_interval(r["final_win_rate_mean"], ".1%") for r in rows])
+        add("final win rate, IQM [95% bootstrap CI]",
+            [stats.format_interval(r["final_win_rate_iqm"], ".1%") for r in rows])
     for threshold in THRESHOLDS:
         add(f"env steps to {threshold:.0%} wins", [_reach_cell(r[f"steps_to_{threshold:.0%}"], 1e6, "M") for r in rows])
         add(f"wall time to {threshold:.0%} wins", [_reach_cell(r[f"wall_to_{threshold:.0%}"], 60, " min") for r in rows])
@@ -347,4 +451,36 @@ def _table(summary: dict[str, Any]) -> str:
     add("agent-steps/s (training)", [f"{r['agent_steps_per_s'] / 1e3:.0f}k" for r in rows])
     add("parameters", [", ".join(f"{k.split('_')[0]} {v:,}" for k, v in r["parameters"].items()) for r in rows])
     add("peak memory", [f"{r['peak_memory_mb']:.0f} MB" for r in rows])
+    if all("at" in r for r in rows):
+        lines += ["", *_aggregate_table(summary)]
     return "\n".join(lines) + "\n"
+
+
+def _aggregate_table(summary: dict[str, Any]) -> list[str]:
+    """The win rates' IQM and mean with intervals, and P(A > B) for each pair, at each budget point."""
+    names = list(summary)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    header = ["budget point", *(f"{a.upper()} IQM" for a in names), *(f"{a.upper()} mean" for a in names),
+              *(f"P({a.upper()} > {b.upper()})" for a, b in pairs)]
+    lines = ["Aggregate statistics (Agarwal et al., NeurIPS 2021): the seeds' win rates at a fraction of the "
+             "common budget (the shortest run's last evaluation), interquartile mean (IQM) and mean with 95% "
+             f"stratified-bootstrap intervals ({BOOTSTRAP_REPS} replicates), and the probability that a run of "
+             "one algorithm beats a run of the other there (ties 1/2).", "",
+             "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+
+    def cell(interval: dict[str, float] | None, fmt: str) -> str:
+        return stats.format_interval(interval, fmt) if interval else "n/a"
+
+    for key, point in summary[names[0]]["at"].items():
+        axis, fraction = key.split("_")
+        x = point["x"]
+        if axis == "wall":
+            where = f"{x / 60:.1f} min" if x == x else "not logged"
+            cells = [f"{fraction} of wall time ({where})"]
+        else:
+            cells = [f"{fraction} of env steps ({x / 1e6:.2f}M)" if x >= 1e6 else f"{fraction} of env steps ({x:,.0f})"]
+        for stat in ("iqm", "mean"):
+            cells += [cell(summary[a]["at"][key].get(stat), ".1%") for a in names]
+        cells += [cell(summary[a]["improvement"][b][key], ".2f") for a, b in pairs]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

@@ -7,7 +7,11 @@
 Each run is a normal training run (`runs/<prefix>-<mode>-<supervision>[-<baseline>-<aggregation>]-s<seed>/`),
 so the curves can be overlaid in TensorBoard; the table printed at the end is the final
 evaluation of each combination against the team bot on matches no training evaluation has seen,
-averaged over the seeds (with each seed's win rate).
+averaged over the seeds (with each seed's win rate). A second table gives, per combination, the
+mean and interquartile mean (IQM) of the seeds' final win rates with 95% stratified-bootstrap
+intervals, and a third the probability of improvement P(row > column) between combinations, both
+from `marl_grpo.tools.stats` (Agarwal et al., "Deep Reinforcement Learning at the Edge of the
+Statistical Precipice", NeurIPS 2021).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import tyro
 from marl_grpo.agents.checkpoint import load_policy
 from marl_grpo.rl import TrainConfig, play_matches, train
 from marl_grpo.run.files import CHECKPOINT_DIR, STUDY_EVAL_SEED
-from marl_grpo.tools.compare import mean_ci
+from marl_grpo.tools import stats
+from marl_grpo.tools.compare import BOOTSTRAP_REPS, mean_ci
 
 
 @dataclass
@@ -96,7 +101,41 @@ def run_study(study: GroupModeStudy) -> list[dict]:
         print(f"| {r['group_mode']} | {r['supervision']} | {r['advantage_baseline']} | {r['reward_aggregation']} | "
               f"{r['seeds']} | {r['win_rate']:.1%} ± {r['win_rate_ci']:.1%} | {per_seed} | {r['eval/draw_rate']:.1%} | "
               f"{r['eval/goal_diff']:+.2f} | {r['env_steps']:,.0f} | {r['minutes']:.1f} |")
+    print("\n" + aggregate_table(rows))
     return rows
 
 
-__all__ = ["GroupModeStudy", "run_study"]
+def _label(row: dict) -> str:
+    return "/".join(row[k] for k in ("group_mode", "supervision", "advantage_baseline", "reward_aggregation"))
+
+
+def aggregate_table(rows: list[dict], reps: int = BOOTSTRAP_REPS) -> str:
+    """Add to each row the mean and IQM of its seeds' final win rates with 95% stratified-bootstrap
+    intervals (`win_rate_mean`, `win_rate_iqm`: {point, low, high}) and `improvement`: P(this
+    combination's run > the other's run) for each other combination; return both as markdown."""
+    labels = [_label(r) for r in rows]
+    wins = [np.array(r["win_rates"]) for r in rows]
+    for row, values in zip(rows, wins):
+        row["win_rate_mean"] = stats.stratified_bootstrap_ci(values, stats.mean, reps).as_dict()
+        row["win_rate_iqm"] = stats.stratified_bootstrap_ci(values, stats.iqm, reps).as_dict()
+        row["improvement"] = {}
+    for i, j in itertools.combinations(range(len(rows)), 2):
+        poi = stats.probability_of_improvement_ci(wins[i], wins[j], reps)
+        rows[i]["improvement"][labels[j]] = poi.as_dict()
+        # P(Y > X) = 1 - P(X > Y) with ties counted 1/2, replicate by replicate
+        rows[j]["improvement"][labels[i]] = {"point": 1 - poi.point, "low": 1 - poi.high, "high": 1 - poi.low}
+    lines = ["| combination | seeds | win rate, mean [95% bootstrap CI] | win rate, IQM [95% bootstrap CI] |",
+             "|---|---|---|---|"]
+    lines += [f"| {label} | {r['seeds']} | {stats.format_interval(r['win_rate_mean'], '.1%')} | "
+              f"{stats.format_interval(r['win_rate_iqm'], '.1%')} |" for label, r in zip(labels, rows)]
+    if len(rows) > 1:
+        lines += ["", "P(row > column), a run of one combination against a run of the other [95% bootstrap CI]:",
+                  "", "| | " + " | ".join(labels) + " |", "|---" * (len(rows) + 1) + "|"]
+        for label, r in zip(labels, rows):
+            cells = [stats.format_interval(r["improvement"][other], ".2f") if other != label else "-"
+                     for other in labels]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+__all__ = ["GroupModeStudy", "aggregate_table", "run_study"]

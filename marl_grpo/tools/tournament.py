@@ -17,7 +17,10 @@ Every entrant plays one env config: the team size and match length of the first 
 Outputs in `--out` (default `runs/tournament`):
 
 - `payoff.png`, `payoff.json`: P[i, j], the mean score of i against j (win 1, draw 1/2, loss 0),
-  and the win/draw/loss counts and goal differences behind it;
+  and the win/draw/loss counts and goal differences behind it; `mean_score`: each entrant's mean
+  score over its opponents with a 95% stratified-bootstrap interval (the matches resampled within
+  each opponent, as Agarwal et al., NeurIPS 2021, resample runs within each task;
+  `marl_grpo.tools.stats`), also listed at the end of `ratings.md`;
 - `ratings.md`, `ratings.json`: a Bradley-Terry fit of every match on the Elo scale (`fit_ratings`),
   `random` at 0 when it plays (else the mean rating is 0), with 95% bootstrap intervals:
   the matches of each pair are resampled with replacement and the fit is redone.
@@ -403,6 +406,43 @@ def bootstrap_ratings(results: dict[tuple[int, int], PairResult], size: int, res
     return np.array(fits).reshape(resamples, size)
 
 
+def mean_scores(results: dict[tuple[int, int], PairResult], names: list[str], resamples: int,
+                seed: int) -> list[dict[str, Any]]:
+    """Per entrant, its mean score over its opponents (win 1, draw 1/2, loss 0): `{"name", "point",
+    "low", "high"}`, the interval from a stratified bootstrap of its `[matches, opponents]` scores
+    (`marl_grpo.tools.stats`; None without resamples, or without opponents)."""
+    from marl_grpo.tools import stats
+
+    columns: dict[int, list[np.ndarray]] = {k: [] for k in range(len(names))}
+    for (i, j), pair in results.items():
+        columns[i].append(pair.points)
+        columns[j].append(1.0 - pair.points)
+    rows = []
+    for k, name in enumerate(names):
+        if not columns[k]:
+            rows.append({"name": name, "point": None, "low": None, "high": None})
+            continue
+        scores = np.stack(columns[k], axis=1)
+        if resamples:
+            interval = stats.stratified_bootstrap_ci(scores, stats.mean, resamples, seed=seed).as_dict()
+        else:
+            interval = {"point": stats.mean(scores), "low": None, "high": None}
+        rows.append({"name": name, **interval})
+    return rows
+
+
+def _scores_table(scores: list[dict[str, Any]], resamples: int) -> str:
+    lines = ["| entrant | mean score over opponents | 95% CI |", "|---|---:|---|"]
+    for row in sorted(scores, key=lambda r: -(r["point"] if r["point"] is not None else -1.0)):
+        point = "-" if row["point"] is None else f"{row['point']:.3f}"
+        ci = "-" if row["low"] is None else f"[{row['low']:.3f}, {row['high']:.3f}]"
+        lines.append(f"| `{row['name']}` | {point} | {ci} |")
+    lines += ["", f"Mean score (win 1, draw 1/2, loss 0) against every other entrant, equal weight per opponent; "
+              f"95% intervals: {resamples} stratified-bootstrap resamples, the matches resampled within each opponent "
+              "(Agarwal et al., NeurIPS 2021).", ""]
+    return "\n".join(lines)
+
+
 def format_payoff(names: list[str], payoff: np.ndarray) -> str:
     """The payoff matrix as a fixed-width text table (rows: the entrant, columns: its opponent)."""
     width = max(6, *(len(n) for n in names))
@@ -503,8 +543,8 @@ def run_tournament(cfg: TournamentConfig) -> dict[str, Any]:
     """Play the round robin, fit the ratings, print the payoff table and the ratings, write the files.
 
     Returns `names`, `payoff` [K, K] (NaN diagonal), the counts of `tally`, `ratings` (the rows of
-    ratings.json, best first), `anchor` (the entrant at rating 0, or None for a zero mean), `env`
-    and `out`.
+    ratings.json, best first), `mean_score` (of `mean_scores`), `anchor` (the entrant at rating 0,
+    or None for a zero mean), `env` and `out`.
     """
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -531,13 +571,15 @@ def run_tournament(cfg: TournamentConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{env_kwargs['team_size']}v{env_kwargs['team_size']}, {cfg.matches} matches per pair"
+    scores = mean_scores(results, names, cfg.bootstrap, cfg.seed)
     plot_payoff(names, payoff, out / "payoff.png", f"payoff: row against column ({title})")
     (out / "payoff.json").write_text(json.dumps({
         "names": names, "payoff": _listed(payoff),
         **{key: counts[key].astype(int).tolist() for key in ("wins", "draws", "losses", "goal_diff")},
-        "matches_per_pair": cfg.matches, "seed": cfg.seed, "env": env_kwargs,
+        "matches_per_pair": cfg.matches, "seed": cfg.seed, "env": env_kwargs, "mean_score": scores,
     }, indent=1))
     table = _ratings_table(rows, counts, names, anchor_note, cfg.matches, cfg.bootstrap)
+    table += "\n" + _scores_table(scores, cfg.bootstrap)
     (out / "ratings.md").write_text(table)
     (out / "ratings.json").write_text(json.dumps(rows, indent=1))
 
@@ -546,5 +588,5 @@ def run_tournament(cfg: TournamentConfig) -> dict[str, Any]:
     print()
     print(table)
     print(f"written to {out}: payoff.png, payoff.json, ratings.md, ratings.json")
-    return {"names": names, "payoff": payoff, **counts, "ratings": rows,
+    return {"names": names, "payoff": payoff, **counts, "ratings": rows, "mean_score": scores,
             "anchor": names[anchor] if anchor is not None else None, "env": env_kwargs, "out": str(out)}
