@@ -14,6 +14,7 @@
     marl-grpo study [--total-env-steps N] ...                       GRPO group modes side by side
     marl-grpo soak [--minutes 30] [--tolerance-mb 64]               train and watch memory for growth
     marl-grpo tournament [CHECKPOINT ...] [--bots random,team]      round robin, payoff matrix, Elo ratings
+    marl-grpo exploit CHECKPOINT... [--minutes 5] [--seeds 3]       exploitability: fresh best responses vs each
 
 `python -m marl_grpo ...` is the same command.
 
@@ -151,6 +152,12 @@ def _tournament(argv: list[str]) -> None:
     _checked("marl-grpo tournament", run_tournament, parse_config(TournamentConfig, argv, "marl-grpo tournament"))
 
 
+def _exploit(argv: list[str]) -> None:
+    from marl_grpo.tools.exploit import ExploitConfig, run_exploit
+
+    _checked("marl-grpo exploit", run_exploit, parse_config(ExploitConfig, argv, "marl-grpo exploit"))
+
+
 def _eval(argv: list[str]) -> None:
     from marl_grpo.play import EvalConfig, run_eval
 
@@ -199,6 +206,7 @@ COMMANDS: dict[str, Callable[[list[str]], None] | dict[str, Callable[[list[str]]
     "study": _study,
     "soak": _soak,
     "tournament": _tournament,
+    "exploit": _exploit,
     "bench": {"env": _bench_env, "train": _bench_train},
 }
 
