@@ -3,6 +3,7 @@ config validation and the module of shared constants."""
 
 import dataclasses
 import re
+import types
 
 import pytest
 import torch
@@ -182,6 +183,10 @@ def test_resuming_a_checkpoint_of_the_old_layout_is_refused_clearly(tmp_path):
 def test_soak_samples_memory_and_flags_growth(tmp_path, monkeypatch):
     import marl_grpo.tools.soak as soak
 
+    ticks = iter(range(10**9))  # one fake clock for the run and the sampler: 0.1 s per reading
+    fake_time = types.SimpleNamespace(perf_counter=lambda: next(ticks) / 10)
+    monkeypatch.setattr(marl_grpo.run.loop, "time", fake_time)
+    monkeypatch.setattr(soak, "time", fake_time)
     train = dataclasses.replace(preset("tiny"), log_dir=str(tmp_path), total_env_steps=10**9, eval_every=0,
                                 save_every=0)
     result = soak.run_soak(soak.SoakConfig(minutes=0.2, interval=1e-3, tolerance_mb=64, train=train))
@@ -195,16 +200,20 @@ def test_soak_samples_memory_and_flags_growth(tmp_path, monkeypatch):
 
 def test_a_time_bound_run_anneals_its_learning_rate_over_its_minutes(tmp_path, monkeypatch):
     """With `max_minutes` the ramp follows the time budget when it is further spent than the step
-    budget: a run of a few seconds out of a step budget of millions still ends near zero."""
+    budget: a run of a few seconds out of a step budget of millions still ends near zero. The loop's
+    clock is a fake one that advances 0.4 s per update, so that a slow or busy machine changes nothing."""
     lrs = []
     update = marl_grpo.run.update.policy_update
+    clock = [0.0]
 
     def recording_update(batch, optimizer, *args, **kwargs):
         lrs.append(optimizer.param_groups[0]["lr"])
+        clock[0] += 0.4
         return update(batch, optimizer, *args, **kwargs)
 
     monkeypatch.setattr(marl_grpo.run.loop, "policy_update", recording_update)
+    monkeypatch.setattr(marl_grpo.run.loop, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     main(["train", *TINY, "--log-dir", str(tmp_path), "--total-env-steps", "100000000", "--max-minutes", "0.05",
           "--eval-every", "0", "--save-every", "0", "--learning-rate", "0.001"])
-    assert len(lrs) >= 3 and lrs[0] > 0.9e-3  # by steps alone every lr would be ~1e-3
+    assert len(lrs) == 8 and lrs[0] > 0.9e-3  # 3 s at 0.4 s per update; by steps alone every lr would be ~1e-3
     assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.5e-3
