@@ -108,6 +108,18 @@ def load_policy(path: str | os.PathLike, device: Any = "auto",
     return policy, meta
 
 
+def match_kwargs(meta: dict[str, Any], team_size: int | None = None) -> dict[str, Any]:
+    """The env kwargs of the matches a checkpoint trained on (team sizes, `max_cycles`), from its
+    metadata (`read_config`): `eval`, `watch`, `play` and `marl_grpo.evaluate` play these.
+    `team_size` replaces the saved sizes with a symmetric match of that size."""
+    env = meta["env"]
+    kwargs = {"team_size": env["team_size"], "blue_size": env.get("blue_size"), "red_size": env.get("red_size"),
+              "max_cycles": env["max_cycles"]}
+    if team_size is not None:
+        kwargs.update(team_size=team_size, blue_size=None, red_size=None)
+    return kwargs
+
+
 def check_compatible(meta: dict[str, Any], env_config: SoccerConfig) -> None:
     """Raise a `ValueError` if the checkpoint of `meta` cannot read the observations of `env_config`
     (an MLP trained on other team sizes; an entity policy reads any)."""
@@ -124,4 +136,5 @@ def check_compatible(meta: dict[str, Any], env_config: SoccerConfig) -> None:
         )
 
 
-__all__ = ["POLICY_CONFIG_FILE", "POLICY_FILE", "check_compatible", "load_policy", "read_config", "write_policy"]
+__all__ = ["POLICY_CONFIG_FILE", "POLICY_FILE", "check_compatible", "load_policy", "match_kwargs", "read_config",
+           "write_policy"]

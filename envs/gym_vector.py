@@ -1,7 +1,9 @@
 """`SoccerGymVectorEnv`: a `SoccerVecEnv` seen as a standard `gymnasium.vector.VectorEnv`.
 
 Build it with `SoccerVecEnv(...).as_gymnasium()` (or `SoccerGymVectorEnv(vec_env)`); it holds the
-wrapped env, so both views step the same matches.
+wrapped env, so both views step the same matches. With an in-env opponent
+(`SoccerVecEnv(..., opponent="team")`, `marl_grpo.envs.opponent`) N is blue's team size: only blue's
+players are sub-envs, and `score_for` / `score_against` are blue's.
 
 Where the native `SoccerVecEnv` differs from gymnasium's vector conventions, and what this changes:
 

@@ -6,11 +6,13 @@ from typing import Any
 
 import gymnasium
 import numpy as np
+import torch
 from gymnasium import spaces
 from gymnasium.utils import EzPickle
 from pettingzoo import ParallelEnv
 
 from .config import ACTION_NAMES, INFO_KEYS, NUM_ACTIONS, REWARD_COMPONENTS, SoccerConfig
+from .opponent import build_opponent, red_actions, reset_opponent
 from .soccer import MASK32, SoccerEngine
 
 
@@ -24,14 +26,20 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
         "render_fps": 20,
     }
 
-    def __init__(self, render_mode: str | None = None, **kwargs: Any):
-        EzPickle.__init__(self, render_mode=render_mode, **kwargs)
+    def __init__(self, render_mode: str | None = None, opponent: Any = None, opponent_strength: float = 1.0,
+                 **kwargs: Any):
+        EzPickle.__init__(self, render_mode=render_mode, opponent=opponent, opponent_strength=opponent_strength,
+                          **kwargs)
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r} is invalid: expected None, 'human' or 'rgb_array'")
         self.config = SoccerConfig.from_kwargs(**kwargs)
         self.render_mode = render_mode
         self.engine = SoccerEngine(self.config, num_envs=1, backend="numpy")
-        self.possible_agents = self.config.agents
+        # with an opponent the env plays red itself and only blue's players are agents
+        self.opponent = build_opponent(opponent, opponent_strength, self.config)
+        n_agents = self.config.num_agents if self.opponent is None else self.config.n_blue
+        self.possible_agents = self.config.agents[:n_agents]
+        self._red_obs: torch.Tensor | None = None
         self.agents: list[str] = []
         self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
         D = self.config.obs_dim
@@ -61,13 +69,21 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
             self._seeded = True
         else:  # a new match on the same random stream
             self.engine.reset_where(np.ones(1, dtype=bool))
+        if self.opponent is not None:
+            reset_opponent(self.opponent, seed)
         self.agents = self.possible_agents[:]
-        obs = self.engine.observe()[0]
+        obs = self._keep_red(self.engine.observe()[0])
         if self.render_mode == "human":
             self.render()
         zeros = [0.0] * len(self.agents)
         infos = self._infos({name: zeros for name in REWARD_COMPONENTS}, [0, 0])
         return {a: obs[i] for i, a in enumerate(self.agents)}, infos
+
+    def _keep_red(self, obs: np.ndarray) -> np.ndarray:
+        """Keep red's rows of every player's obs [N, D] for the opponent's next move, as [1, n_red, D]."""
+        if self.opponent is not None:
+            self._red_obs = torch.from_numpy(obs[self.config.n_blue:])[None]
+        return obs
 
     def _infos(self, components: dict[str, list[float]], score: list[int]) -> dict[str, dict[str, float | int]]:
         """Flat numeric infos, the same keys at reset and step (`INFO_KEYS`): TorchRL builds its info
@@ -119,8 +135,10 @@ class parallel_env(ParallelEnv, EzPickle):  # noqa: N801 (PettingZoo naming conv
         if (values is None or len(actions) != len(agents)
                 or not all(type(v) is int and 0 <= v < NUM_ACTIONS for v in values)):
             values = self._check_actions(actions)
+        if self.opponent is not None:
+            values = [*values, *red_actions(self.opponent, self._red_obs)[0].tolist()]
         rewards, components, terminated, truncated = self.engine.step(np.array([values], dtype=np.int64))
-        obs = self.engine.observe()[0]
+        obs = self._keep_red(self.engine.observe()[0])
         reward_list = rewards[0].tolist()
         component_lists = {name: value[0].tolist() for name, value in components.items()}
         term, trunc = bool(terminated[0]), bool(truncated[0])

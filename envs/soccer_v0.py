@@ -5,7 +5,7 @@
 | Import | `from marl_grpo.envs import soccer_v0` (or `pettingzoo.make("parallel", "marl_grpo/soccer-v0")`) |
 | Actions | Discrete(10) |
 | Parallel API | Yes |
-| Agents | `blue_0 .. blue_{n-1}, red_0 .. red_{m-1}` (1 to 11 a side) |
+| Agents | `blue_0 .. blue_{n-1}, red_0 .. red_{m-1}` (1 to 11 a side); `blue_*` only with an `opponent` |
 | Observation | Box(*SoccerConfig.observation_bounds(), (obs_dim,), float32): finite, per feature (below); 35 for 2v2, 46 for 3v3 |
 | State | Box(*SoccerConfig.state_bounds(), (4 * num_agents + 7,), float32): finite, per feature (below) |
 
@@ -81,6 +81,18 @@ arguments (`reward_<name>`).
 `team_size=2`, `blue_size`, `red_size`, `max_cycles=300`, `goals_to_win=0`, physics
 (`player_accel`, `player_drag`, `player_max_speed`, `ball_friction`, `kick_power`, ...) and
 reward weights. A misspelt argument raises, naming it.
+
+`opponent` (default None: both teams are agents) plays red inside the env, and only the blue
+players are agents (`agents`, spaces, observations, rewards and infos are blue's):
+`opponent="team"`, `"chaser"` or `"random"` is a scripted bot, weakened by `opponent_strength` in
+[0, 1]; any object with `act(red_obs [1, n_red, D]) -> int64 [1, n_red]` plays too, e.g. a trained
+checkpoint: `opponent=marl_grpo.agents.load_policy_opponent(path, SoccerConfig(team_size=2))` (a path
+itself is refused: `marl_grpo.envs` cannot load a policy). `reset(seed=s)` seeds the opponent with
+`s`. See `marl_grpo.envs.opponent` for the protocol and the seeding.
+
+    env = soccer_v0.parallel_env(team_size=2, opponent="team", opponent_strength=0.8)
+    obs, infos = env.reset(seed=0)                      # obs: blue_0, blue_1
+    obs, rewards, terms, truncs, infos = env.step({a: env.action_space(a).sample() for a in env.agents})
 
 ### Version history
 

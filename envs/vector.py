@@ -10,6 +10,7 @@ from gymnasium import spaces
 
 from .backend import resolve_device
 from .config import NUM_ACTIONS, SoccerConfig
+from .opponent import build_opponent, red_actions, reset_opponent
 from .soccer import SoccerEngine
 
 
@@ -42,6 +43,14 @@ class SoccerVecEnv:
     Torch work in other Python threads sees the cap during a step. The trainer and `bench env`
     build their envs with "auto" (see `SoccerEngine`).
 
+    `opponent` (default None: both teams are agents) plays red inside the env: a bot by name
+    (`"random"`, `"chaser"`, `"team"`, weakened by `opponent_strength` in [0, 1]) or an object with
+    `act(red_obs [B, n_red, D]) -> int64 [B, n_red]` (a checkpoint: `marl_grpo.agents.load_policy_opponent`).
+    Then N = n_blue: `agents`, the spaces, obs, rewards and the per-player infos are blue's, `step`
+    takes blue's actions [B, n_blue], and `reset(seed=s)` seeds the opponent with s (auto-resets do
+    not touch it). `state()` and `player_positions()` keep every player; `branch` is refused. See
+    `marl_grpo.envs.opponent` for the protocol and the seeding.
+
     Keyword arguments other than those below are `SoccerConfig` fields; a misspelt one raises.
     """
 
@@ -49,7 +58,7 @@ class SoccerVecEnv:
 
     def __init__(self, num_envs: int = 1024, device: Any = "auto", render_mode: str | None = None,
                  check_actions: bool = True, compile: bool = False, cpu_threads: int | str | None = None,
-                 **kwargs: Any):
+                 opponent: Any = None, opponent_strength: float = 1.0, **kwargs: Any):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r} is invalid: expected None, 'rgb_array' or 'human'")
         self.config = SoccerConfig.from_kwargs(**kwargs)
@@ -57,8 +66,12 @@ class SoccerVecEnv:
         self.engine = SoccerEngine(self.config, num_envs, backend="torch", device=self.device, compile=compile,
                                    cpu_threads=cpu_threads)
         self.num_envs = num_envs
-        self.num_agents = self.config.num_agents
-        self.agents = self.config.agents
+        self.opponent = build_opponent(opponent, opponent_strength, self.config, self.device)
+        self._n_blue = self.config.n_blue
+        # with an opponent only blue's players are agents; the engine still plays all of them
+        self.num_agents = self.config.num_agents if self.opponent is None else self._n_blue
+        self.agents = self.config.agents[:self.num_agents]
+        self._obs: torch.Tensor | None = None
         self.render_mode = render_mode
         self.check_actions = check_actions
         D = self.config.obs_dim
@@ -73,7 +86,7 @@ class SoccerVecEnv:
             *(np.broadcast_to(bound, (num_envs, self.config.state_dim)) for bound in self.config.state_bounds()),
             (num_envs, self.config.state_dim), np.float32)
         self.action_space = spaces.MultiDiscrete(np.full((num_envs, self.num_agents), NUM_ACTIONS))
-        self._episode_return = torch.zeros(num_envs, self.num_agents, device=self.device)
+        self._episode_return = torch.zeros(num_envs, self.config.num_agents, device=self.device)
         self._renderer = None
 
     @property
@@ -85,10 +98,27 @@ class SoccerVecEnv:
             seed = int(np.random.SeedSequence().entropy) & 0xFFFFFFFF
         self.engine.reset(seed)
         self._episode_return = torch.zeros_like(self._episode_return)
-        return self.engine.observe()
+        if self.opponent is not None:
+            reset_opponent(self.opponent, seed)
+        return self._agents_obs(self.engine.observe())
+
+    def _agents_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """The agents' rows of every player's obs [B, N, D]; with an opponent, kept for red's next move."""
+        if self.opponent is None:
+            return obs
+        self._obs = obs
+        return obs[:, :self._n_blue]
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         actions = torch.as_tensor(actions, device=self.device)
+        if self.opponent is not None:
+            if tuple(actions.shape) != (self.num_envs, self._n_blue):
+                raise ValueError(f"actions must have shape (num_envs, n_blue) = {(self.num_envs, self._n_blue)} "
+                                 f"(red is played by opponent={self.opponent!r}), got {tuple(actions.shape)}")
+            if self._obs is None:
+                raise RuntimeError("call reset() before step(): the opponent acts on the observations of a reset")
+            red = red_actions(self.opponent, self._obs[:, self._n_blue:], self.check_actions)
+            actions = torch.cat([actions, red.to(actions.dtype)], 1)
         if self.check_actions:
             self.engine.check_actions(actions)
         rewards, components, terminated, truncated = self.engine.step(actions)
@@ -108,6 +138,13 @@ class SoccerVecEnv:
         if bool(done.any()):
             obs = self.reset_where(done)
             infos["score"] = self.engine.state["score"]
+        elif self.opponent is not None:
+            obs = self._agents_obs(obs)
+        if self.opponent is not None:
+            nb = self._n_blue
+            rewards = rewards[:, :nb]
+            infos.update({key: value[:, :nb] for key, value in infos.items()
+                          if key.startswith("reward_") or key in ("final_obs", "episode_return")})
         if self.render_mode == "human":
             self.render()
         return obs, rewards, terminated, truncated, infos
@@ -117,7 +154,7 @@ class SoccerVecEnv:
         does) and zero their running episode return; returns the obs [B, N, D] of the whole batch."""
         self.engine.reset_where(mask)
         self._episode_return = torch.where(mask[:, None], 0.0, self._episode_return)
-        return self.engine.observe()
+        return self._agents_obs(self.engine.observe())
 
     def state(self) -> torch.Tensor:
         return self.engine.global_state()
@@ -144,6 +181,9 @@ class SoccerVecEnv:
         `src_idx[i]`: positions, velocities, clock, score, last touch, the random stream and the
         running episode return. This is what GRPO rollout groups are made of.
         """
+        if self.opponent is not None:
+            raise ValueError(f"branch() needs red driven from outside (opponent=None), not opponent={self.opponent!r}: "
+                             "an in-env opponent's random stream and memory span the whole batch, not one match")
         src = torch.as_tensor(src_idx, device=self.device).reshape(-1)
         if src.dtype.is_floating_point or src.dtype == torch.bool:
             raise TypeError(f"src_idx must hold integer match indices, got dtype {src.dtype}")
@@ -162,7 +202,8 @@ class SoccerVecEnv:
         return self.engine.observe()
 
     def get_state(self) -> dict[str, torch.Tensor]:
-        """A snapshot of every match (restore it with `set_state`)."""
+        """A snapshot of every match (restore it with `set_state`); an in-env opponent's random
+        stream is not in it (save `env.opponent.state_dict()` beside it, where the opponent has one)."""
         snapshot = self.engine.get_state()
         snapshot["episode_return"] = self._episode_return.clone()
         return snapshot
@@ -171,7 +212,7 @@ class SoccerVecEnv:
         self.engine.set_state(snapshot)
         if "episode_return" in snapshot:
             self._episode_return = snapshot["episode_return"].clone()
-        return self.engine.observe()
+        return self._agents_obs(self.engine.observe())
 
     def render(self, index: int = 0) -> np.ndarray | None:
         """Draw match `index` (an RGB array for `rgb_array`, a window for `human`)."""
@@ -201,6 +242,7 @@ class SoccerVecEnv:
         sub-envs) and `metadata["autoreset_mode"] = AutoresetMode.SAME_STEP`, so gymnasium's vector
         wrappers such as `RecordEpisodeStatistics` work on it. It wraps this env: both views step
         the same matches. See `marl_grpo.envs.gym_vector` for every difference from the native API.
+        With an `opponent`, N is blue's team size: only blue's players are sub-envs.
         """
         from .gym_vector import SoccerGymVectorEnv
 

@@ -47,3 +47,20 @@ def _register_env() -> None:
 
 
 _register_env()
+
+_LAZY = ("Score", "evaluate")
+"""public names imported on first use (PEP 562), so that `import marl_grpo` loads no torch"""
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from marl_grpo.rl import score
+
+        value = getattr(score, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -27,7 +27,7 @@ import torch
 import tyro
 
 from marl_grpo.agents import BOT_NAMES, SoccerPolicy, make_bot
-from marl_grpo.agents.checkpoint import load_policy, read_config
+from marl_grpo.agents.checkpoint import load_policy, match_kwargs, read_config
 from marl_grpo.envs import KICK_ACTION, SoccerConfig, SoccerVecEnv
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.envs.record import save_video
@@ -84,12 +84,7 @@ def _llm_only_given(cfg: Any, checkpoint: str, names: tuple[str, ...] = LLM_ONLY
 
 
 def _env_kwargs(meta: dict[str, Any], team_size: int | None) -> dict[str, Any]:
-    env = meta["env"]
-    kwargs = {"team_size": env["team_size"], "blue_size": env.get("blue_size"), "red_size": env.get("red_size"),
-              "max_cycles": env["max_cycles"]}
-    if team_size is not None:
-        kwargs.update(team_size=team_size, blue_size=None, red_size=None)
-    return kwargs
+    return match_kwargs(meta, team_size)
 
 
 def _load(checkpoint: str, team_size: int | None, device: Any) -> tuple[SoccerPolicy, dict[str, Any], dict[str, Any]]:

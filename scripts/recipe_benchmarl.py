@@ -10,6 +10,7 @@ Run (no network needed; nothing is written outside a temporary folder):
 
     python scripts/recipe_benchmarl.py                    # 3 iterations x 200 frames, ~20 s
     python scripts/recipe_benchmarl.py --iterations 500 --frames-per-batch 6000 --max-cycles 300
+    python scripts/recipe_benchmarl.py --opponent team    # the team bot plays red in the env: only blue learns
 
 The glue (`SoccerTaskClass`, `SoccerTask`) is what BenchMARL's "extending: tasks" docs ask for:
 a `TaskClass` that says how to build the env (a TorchRL `PettingZooWrapper` over
@@ -17,7 +18,9 @@ a `TaskClass` that says how to build the env (a TorchRL `PettingZooWrapper` over
 BenchMARL's PettingZoo task class for the spec plumbing. BenchMARL then trains one MAPPO policy
 per group (`blue`, `red`: the wrapper groups agents by name prefix) with a centralised critic on
 the env's global state, and logs the reward components from the infos
-(`collection/<group>/info/reward_goal`, ...) to whatever loggers you configure.
+(`collection/<group>/info/reward_goal`, ...) to whatever loggers you configure. It ends by scoring
+the trained `blue` policy (its most likely actions) against the team bot with `marl_grpo.evaluate`
+(`--eval-matches` matches, seeds `--seed` onwards).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from benchmarl.experiment import Experiment, ExperimentConfig
 from benchmarl.models.mlp import MlpConfig
 from torchrl.envs import PettingZooWrapper
 
-from marl_grpo.envs import soccer_v0
+from marl_grpo.agents import env_opponent
+from marl_grpo.envs import SoccerConfig, soccer_v0
 
 
 # ---------------------------------------------------------------- the task glue (~25 lines)
@@ -45,8 +49,13 @@ class SoccerTaskClass(PettingZooClass):
 
     def get_env_fun(self, num_envs, continuous_actions, seed, device):
         config = copy.deepcopy(self.config)
-        return lambda: PettingZooWrapper(soccer_v0.parallel_env(**config), categorical_actions=True,
-                                         return_state=True, seed=seed, device=device)
+        opponent = config.pop("opponent", None)
+
+        def make_env():  # each env its own opponent (a bot name, or a checkpoint folder loaded here)
+            red = env_opponent(opponent, SoccerConfig.from_kwargs(**config))
+            return PettingZooWrapper(soccer_v0.parallel_env(**config, opponent=red), categorical_actions=True,
+                                     return_state=True, seed=seed, device=device)
+        return make_env
 
     def supports_continuous_actions(self) -> bool:
         return False
@@ -84,16 +93,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--minibatch-iters", type=int, default=4, help="optimiser steps per iteration")
     p.add_argument("--team-size", type=int, default=2)
     p.add_argument("--max-cycles", type=int, default=50, help="steps per match (300 is the env default)")
+    p.add_argument("--opponent", default="none",
+                   help="none (self-play: both groups learn), team, chaser, random (a bot plays red inside the "
+                        "env) or PATH (a marl-grpo checkpoint folder plays red); then only the group blue learns")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-matches", type=int, default=100,
+                   help="matches of the final score against the team bot (marl_grpo.evaluate)")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> list[float]:
+def blue_player(experiment: Experiment, device: str):
+    """The trained policy of the group `blue` as a `marl_grpo.evaluate` callable: torch obs [B, N, D]
+    -> its most likely actions [B, N] (BenchMARL's actor for that group, in deterministic mode)."""
+    from tensordict import TensorDict
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    actor = experiment.group_policies["blue"]
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        batch = TensorDict({"blue": {"observation": obs.to(device)}}, batch_size=[obs.shape[0]])
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            return actor(batch)["blue", "action"]
+    return act
+
+
+def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    task = SoccerTask.SOCCER.get_task(config={"team_size": args.team_size, "max_cycles": args.max_cycles})
+    task = SoccerTask.SOCCER.get_task(config={"team_size": args.team_size, "max_cycles": args.max_cycles,
+                                              "opponent": args.opponent})
 
     config = ExperimentConfig.get_from_yaml()
     config.sampling_device = config.train_device = config.buffer_device = device
@@ -126,7 +156,11 @@ def main(argv: list[str] | None = None) -> list[float]:
 
         experiment.logger.log_collection = log_and_print
         experiment.run()
-    return returns
+    score = marl_grpo.evaluate(blue_player(experiment, device), team_size=args.team_size, opponent="team",
+                               matches=args.eval_matches, seed=args.seed, obs_type="torch", device=device,
+                               max_cycles=args.max_cycles)
+    print(f"the trained blue policy, scored by marl_grpo.evaluate:\n{score}")
+    return {"returns": returns, "score": score}
 
 
 if __name__ == "__main__":

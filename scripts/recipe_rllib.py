@@ -10,6 +10,7 @@ Run (starts a local Ray instance on this machine only; no network needed):
     python scripts/recipe_rllib.py                        # 2 iterations x 400 env steps, ~30 s
     python scripts/recipe_rllib.py --iterations 100 --train-batch-size 4000 --max-cycles 300
     python scripts/recipe_rllib.py --device cuda          # the learner on the GPU (auto: if there)
+    python scripts/recipe_rllib.py --opponent team        # the team bot plays red in the env: blue learns
 
 What it shows:
 
@@ -23,6 +24,8 @@ What it shows:
 - Rendering through RLlib's wrapper: `ParallelPettingZooEnv.render()` calls
   `par_env.render(self.render_mode)`; our env takes and ignores that argument and renders in the
   mode it was built with (`render_mode="rgb_array"` gives an [H, W, 3] uint8 array).
+- It ends by scoring the trained `shared` policy as blue (its most likely actions) against the team
+  bot with `marl_grpo.evaluate` (`--eval-matches` matches, seeds `--seed` onwards).
 """
 
 from __future__ import annotations
@@ -43,13 +46,17 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec  # noqa: E402
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv  # noqa: E402
 from ray.tune.registry import register_env  # noqa: E402
 
-from marl_grpo.envs import soccer_v0  # noqa: E402
+from marl_grpo.agents import env_opponent  # noqa: E402
+from marl_grpo.envs import SoccerConfig, soccer_v0  # noqa: E402
 
 ENV_NAME = "marl_grpo_soccer"
 
 
 def env_creator(env_config: dict) -> ParallelPettingZooEnv:
-    return ParallelPettingZooEnv(soccer_v0.parallel_env(**env_config))
+    kwargs = dict(env_config)
+    opponent = kwargs.pop("opponent", None)  # a bot name, or a checkpoint folder loaded here for each env
+    red = env_opponent(opponent, SoccerConfig.from_kwargs(**kwargs))
+    return ParallelPettingZooEnv(soccer_v0.parallel_env(**kwargs, opponent=red))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,9 +68,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--team-size", type=int, default=2)
     p.add_argument("--max-cycles", type=int, default=50, help="steps per match (300 is the env default)")
+    p.add_argument("--opponent", default="none",
+                   help="none (self-play: every player maps to 'shared'), team, chaser, random (a bot plays red "
+                        "inside the env) or PATH (a marl-grpo checkpoint folder plays red); then only blue learns")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--device", default="auto", help="auto (learner on cuda if available), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-matches", type=int, default=100,
+                   help="matches of the final score against the team bot (marl_grpo.evaluate)")
     return p.parse_args(argv)
 
 
@@ -76,12 +88,25 @@ def check_render(team_size: int) -> tuple:
     return tuple(frame.shape)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def blue_player(module):
+    """The trained `shared` RLModule as a `marl_grpo.evaluate` callable for blue: torch obs [B, N, D]
+    -> its most likely actions [B, N] (the argmax of `forward_inference`'s action logits), one
+    forward pass over all B * N rows."""
+    from ray.rllib.core.columns import Columns
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = module.forward_inference({Columns.OBS: obs.reshape(-1, obs.shape[-1])})
+        return out[Columns.ACTION_DIST_INPUTS].argmax(-1).reshape(obs.shape[:2])
+    return act
+
+
+def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     use_gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     print(f"render through ParallelPettingZooEnv: frame shape {check_render(args.team_size)}")
 
-    env_config = {"team_size": args.team_size, "max_cycles": args.max_cycles}
+    env_config = {"team_size": args.team_size, "max_cycles": args.max_cycles, "opponent": args.opponent}
     register_env(ENV_NAME, env_creator)
     ray.init(num_cpus=2, num_gpus=1 if use_gpu else 0, include_dashboard=False,
              ignore_reinit_error=True, log_to_driver=False)
@@ -116,10 +141,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"iter {it}: episode_return_mean={row['episode_return_mean']} (all players)  {agents}  "
                   f"env_steps={row['env_steps']} episodes={row['episodes']}  "
                   f"({time.perf_counter() - start:.1f} s)")
+        # the local EnvRunner's module (num_env_runners=0: this process, on the CPU), synced after each update
+        score = marl_grpo.evaluate(blue_player(algo.get_module("shared")), team_size=args.team_size,
+                                   opponent="team", matches=args.eval_matches, seed=args.seed, obs_type="torch",
+                                   device="cpu", max_cycles=args.max_cycles)
+        print(f"the trained policy as blue, scored by marl_grpo.evaluate:\n{score}")
     finally:
         algo.stop()
         ray.shutdown()
-    return history
+    return {"history": history, "score": score}
 
 
 if __name__ == "__main__":

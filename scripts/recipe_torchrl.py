@@ -10,6 +10,8 @@ Run (CPU or CUDA; `--device auto` picks cuda when it is there, no network needed
     python scripts/recipe_torchrl.py                          # 3 iterations x 400 frames, < 30 s
     python scripts/recipe_torchrl.py --iterations 200 --frames-per-batch 6000 --max-cycles 300
     python scripts/recipe_torchrl.py --group-map one          # one group "agents": 1 policy for all 4
+    python scripts/recipe_torchrl.py --opponent team          # the team bot plays red inside the env:
+                                                              # one group "blue" learns against it
     python scripts/recipe_torchrl.py --smoke                  # the tiny budget the tests use
 
 What it shows, following TorchRL's multi-agent PPO tutorial:
@@ -26,8 +28,11 @@ What it shows, following TorchRL's multi-agent PPO tutorial:
   player's value reads the whole group's observations; one head per player, because each player
   has its own individual reward terms), trained with `ClipPPOLoss` + GAE.
 
-`main()` returns a dict (per-iteration mean episode rewards and losses, the last batch) that
-`tests/test_recipes.py` checks.
+It ends by scoring the trained blue policy (its most likely actions) against the team bot with
+`marl_grpo.evaluate` (`--eval-matches` matches, seeds `--seed` onwards).
+
+`main()` returns a dict (per-iteration mean episode rewards and losses, the last batch, the
+`Score`) that `tests/test_recipes.py` checks.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ from torchrl.envs.utils import MarlGroupMapType
 from torchrl.modules import MultiAgentMLP, ProbabilisticActor
 from torchrl.objectives import ClipPPOLoss, ValueEstimators
 
-from marl_grpo.envs import REWARD_COMPONENTS, soccer_v0
+from marl_grpo.agents import env_opponent
+from marl_grpo.envs import REWARD_COMPONENTS, SoccerConfig, soccer_v0
 
 
 def pick_device(name: str) -> torch.device:
@@ -59,10 +65,13 @@ def pick_device(name: str) -> torch.device:
 
 
 def make_env(team_size: int = 2, max_cycles: int = 50, group_map: str = "team", seed: int = 0,
-             device: torch.device | str = "cpu") -> TransformedEnv:
-    """The soccer env as a TorchRL env, with a running episode return per group (`RewardSum`)."""
+             device: torch.device | str = "cpu", opponent: str | None = None) -> TransformedEnv:
+    """The soccer env as a TorchRL env, with a running episode return per group (`RewardSum`).
+    `opponent` (a bot name or a checkpoint folder; None or "none": self-play) plays red inside the
+    env, and only blue's players are agents."""
+    red = env_opponent(opponent, SoccerConfig(team_size=team_size), seed)
     env = PettingZooWrapper(
-        soccer_v0.parallel_env(team_size=team_size, max_cycles=max_cycles),
+        soccer_v0.parallel_env(team_size=team_size, max_cycles=max_cycles, opponent=red),
         group_map=MarlGroupMapType.ALL_IN_ONE_GROUP if group_map == "one" else None,  # None: per team
         return_state=True,  # the global state at rollout["state"], for a critic that wants it
         categorical_actions=True,
@@ -84,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-cycles", type=int, default=50, help="steps per match (300 is the env default)")
     p.add_argument("--group-map", choices=("team", "one"), default="team",
                    help="team: groups blue/red, each its own policy; one: group 'agents', one policy")
+    p.add_argument("--opponent", default="none",
+                   help="none (self-play: both teams learn), team, chaser, random (a bot plays red inside the "
+                        "env) or PATH (a marl-grpo checkpoint folder plays red); then only blue learns")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--gamma", type=float, default=0.99)
@@ -93,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-matches", type=int, default=100,
+                   help="matches of the final score against the team bot (marl_grpo.evaluate)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny budget for CI: 2 iterations x 100 frames, matches of 40 steps")
     args = p.parse_args(argv)
@@ -125,11 +139,30 @@ def build_group_modules(env, group: str, hidden: int, device: torch.device):
     return policy, critic
 
 
+def blue_actor(policies: dict, group_map: dict, device: torch.device):
+    """The trained blue policy as a `marl_grpo.evaluate` callable: obs [B, N, D] -> its most likely
+    actions [B, N]. The group `blue`, or with `--group-map one` the group `agents`, which has more
+    players than blue: its policy is decentralised with shared parameters (each row's action reads
+    only that row), so blue's rows are padded with zeros to the group's size and the rest dropped."""
+    from tensordict import TensorDict
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    group = "blue" if "blue" in policies else "agents"
+    actor, size = policies[group], len(group_map[group])
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        batch, n_blue, width = obs.shape
+        rows = torch.cat([obs, obs.new_zeros(batch, size - n_blue, width)], 1).to(device)
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            return actor(TensorDict({(group, "observation"): rows}, batch_size=[batch]))[group, "action"][:, :n_blue]
+    return act
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
-    env = make_env(args.team_size, args.max_cycles, args.group_map, args.seed, device)
+    env = make_env(args.team_size, args.max_cycles, args.group_map, args.seed, device, args.opponent)
     groups = list(env.group_map)
     print(f"device={device} groups={dict(env.group_map)}")
 
@@ -202,7 +235,12 @@ def main(argv: list[str] | None = None) -> dict:
               + f"  ({time.perf_counter() - start:.1f} s)")
     collector.shutdown()
     env.close()
-    return {"history": history, "groups": groups, "last_batch": data, "env_group_map": dict(env.group_map)}
+    score = marl_grpo.evaluate(blue_actor(policies, env.group_map, device), team_size=args.team_size,
+                               opponent="team", matches=args.eval_matches, seed=args.seed, obs_type="torch",
+                               device=device, max_cycles=args.max_cycles)
+    print(f"the trained blue policy, scored by marl_grpo.evaluate:\n{score}")
+    return {"history": history, "groups": groups, "last_batch": data, "env_group_map": dict(env.group_map),
+            "score": score}
 
 
 if __name__ == "__main__":

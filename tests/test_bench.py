@@ -105,7 +105,7 @@ def test_bench_train_reports_update_cost(device):
 def test_bench_train_versus_eager_interleaves_the_eager_loop(monkeypatch):
     """`--versus-eager` times the same loop with eager bots and env, iteration by iteration beside
     the main one (the bot build is faked here: the plumbing is under test)."""
-    import marl_grpo.agents.bots as bots
+    import marl_grpo.envs.bots as bots
 
     calls = []
     monkeypatch.setattr(bots, "_compiled", lambda cls: calls.append(cls) or cls.decide)

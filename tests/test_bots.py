@@ -267,7 +267,7 @@ def test_compiled_bots_take_the_eager_actions_over_whole_matches():
 
 
 def test_a_bot_whose_compile_fails_warns_and_plays_eagerly(monkeypatch):
-    import marl_grpo.agents.bots as bots
+    import marl_grpo.envs.bots as bots
 
     def broken(cls):
         def fail(*args):

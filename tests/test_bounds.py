@@ -18,7 +18,7 @@ import torch
 from gymnasium import spaces
 from pettingzoo.test import api_test, parallel_api_test
 
-from marl_grpo.agents.bots import make_bot
+from marl_grpo.envs.bots import make_bot
 from marl_grpo.envs import SoccerConfig, SoccerVecEnv, soccer_v0
 
 from helpers import scripted_action

@@ -94,6 +94,33 @@ def test_recipe_env_one_group(recipe):
     env.close()
 
 
+def test_recipe_env_with_a_checkpoint_opponent_has_only_blue(recipe, tmp_path):
+    from marl_grpo.agents import SoccerPolicy
+    from marl_grpo.agents.checkpoint import write_policy
+    from marl_grpo.envs import SoccerConfig
+
+    config = SoccerConfig(team_size=2)
+    write_policy(tmp_path, SoccerPolicy(config, hidden=16, device="cpu"), config, {"name": "tiny"})
+    env = recipe.make_env(team_size=2, max_cycles=20, seed=1, opponent=str(tmp_path))
+    assert dict(env.group_map) == {"blue": ["blue_0", "blue_1"]}
+    check_infos(env.rollout(25, break_when_any_done=False), env.group_map, 25)
+    env.close()
+    with pytest.raises(FileNotFoundError, match=r"opponent='nowhere' is invalid: expected 'none', one of \['random', "
+                                                r"'chaser', 'team'\] or a checkpoint folder"):
+        recipe.make_env(opponent="nowhere")
+
+
+def test_torchrl_recipe_with_the_team_bot_in_the_env_trains_only_blue(recipe, device):
+    out = recipe.main(["--smoke", "--device", device, "--seed", "1", "--opponent", "team"])
+    assert out["groups"] == ["blue"] and out["env_group_map"] == {"blue": ["blue_0", "blue_1"]}
+    data = out["last_batch"]
+    assert "red" not in data.keys() and ("next", "red") not in data.keys(True)
+    check_infos(data, out["env_group_map"], 100)
+    assert data["blue", "action"].shape == (100, 2) and torch.isfinite(data["blue", "advantage"]).all()
+    for row in out["history"]:
+        assert math.isfinite(row["blue/loss"]) and row["blue/episodes"] >= 2
+
+
 def test_torchrl_recipe_smoke(recipe, device):
     out = recipe.main(["--smoke", "--device", device, "--seed", "3"])
     assert out["groups"] == ["blue", "red"]
@@ -113,3 +140,7 @@ def test_torchrl_recipe_smoke(recipe, device):
         assert data[group, "action"].shape == (100, 2)
         assert data[group, "sample_log_prob"].shape == (100, 2)
         assert torch.isfinite(data[group, "advantage"]).all()
+    # it ends by scoring the blue policy with marl_grpo.evaluate: 100 matches of 40 steps vs the team bot
+    score = out["score"]
+    assert (score.matches, score.opponent, score.max_cycles, score.seeds) == (100, "team", 40, range(3, 103))
+    assert score.wins + score.draws + score.losses == 100

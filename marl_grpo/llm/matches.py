@@ -9,56 +9,22 @@ no player, the teammates bot plays the LLM's seats too: the baseline line-up, on
 Match i uses env seed `seed + i`; each match counts once, at its first end.
 
 The rates come with 95% Wilson score intervals, and the mean goal difference with a 95%
-percentile bootstrap interval over matches (see `wilson_interval`, `bootstrap_mean_interval`).
+percentile bootstrap interval over matches (`marl_grpo.run.intervals`, which the soccer scoring
+API `marl_grpo.evaluate` shares).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 from marl_grpo.agents import make_bot
 from marl_grpo.agents.llm_player import LLMPlayer
 from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.run.files import EVAL_SEED
-
-Z95 = 1.959963984540054
-"""the 97.5% quantile of the standard normal: two-sided 95% intervals"""
-BOOTSTRAP_RESAMPLES = 2000
-"""resamples of the goal-difference bootstrap"""
-
-
-def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (Wilson 1927, "Probable inference, the law
-    of succession, and statistical inference", JASA 22(158)), as recommended over the normal
-    (Wald) interval by Brown, Cai & DasGupta 2001 ("Interval estimation for a binomial
-    proportion", Statist. Sci. 16(2)): it stays inside [0, 1] and keeps its coverage near 0 and 1.
-
-        centre = (p + z^2 / 2n) / (1 + z^2 / n),  half = z / (1 + z^2 / n) sqrt(p (1 - p) / n + z^2 / 4n^2)
-    """
-    if trials < 1 or not 0 <= successes <= trials:
-        raise ValueError(f"successes={successes}, trials={trials}: expected 0 <= successes <= trials and trials >= 1")
-    p, n = successes / trials, trials
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def bootstrap_mean_interval(values: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES,
-                            level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` [M] (Efron & Tibshirani 1993, "An
-    Introduction to the Bootstrap", ch. 13): the matches are resampled with replacement
-    `resamples` times and the (1 - level) / 2 tails of the resampled means cut off."""
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
-    low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
-    return float(low), float(high)
+from marl_grpo.run.intervals import bootstrap_mean_interval, wilson_interval
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -12,6 +12,44 @@ from marl_grpo.run.files import EVAL_SEED
 
 
 @torch.no_grad()
+def final_scores(blue: Callable[[torch.Tensor], torch.Tensor], env_kwargs: dict[str, Any], opponent: str = "team",
+                 strength: float = 1.0, matches: int = 200, seed: int = EVAL_SEED, device: Any = "cpu",
+                 compile_bot: bool = False) -> torch.Tensor:
+    """The match loop of every evaluation: `blue` against the `opponent` bot (red) over `matches`
+    seeded matches stepped as one batch; returns each match's final score, int64 `[matches, 2]`
+    (blue, red).
+
+    blue: the blue team's observations `[B, n_blue, D]` -> its actions `[B, n_blue]` (a tensor on
+        `device`; checked by the env).
+    Match i uses env seed `seed + i` and the bot is seeded with `seed`. Each match counts once, at
+    its first end (with `goals_to_win` a match may end early and restart; its restart is not counted).
+    """
+    env = SoccerVecEnv(num_envs=matches, device=device, **env_kwargs)
+    bot = make_bot(opponent, env.config, strength=strength, seed=seed, device=device, compile=compile_bot)
+    n_blue = env.config.n_blue
+    ended = torch.zeros(matches, dtype=torch.bool, device=env.device)
+    score = torch.zeros(matches, 2, dtype=torch.long, device=env.device)
+    obs = env.reset(seed=seed)
+    for _ in range(env.config.max_cycles):
+        actions = torch.cat([blue(obs[:, :n_blue]), bot.act(obs[:, n_blue:])], 1)
+        obs, _, terminated, truncated, infos = env.step(actions)
+        new = (terminated | truncated) & ~ended
+        score = torch.where(new[:, None], infos["final_score"].long(), score)
+        ended |= new
+        if bool(ended.all()):
+            break
+    env.close()
+    return score
+
+
+def policy_player(policy: SoccerPolicy, seed: int, deterministic: bool = False) \
+        -> Callable[[torch.Tensor], torch.Tensor]:
+    """`policy` as a `blue` of `final_scores`: it samples (or, deterministic, takes the argmax)
+    with a generator of its own seeded with `seed`, so the same policy gets the same figures."""
+    generator = torch.Generator(device=policy.device).manual_seed(seed)
+    return lambda obs: policy.act(obs, deterministic=deterministic, generator=generator)[0]
+
+
 def play_matches(policy: SoccerPolicy, env_kwargs: dict[str, Any], opponent: str = "team", strength: float = 1.0,
                  matches: int = 200, seed: int = EVAL_SEED, deterministic: bool = False,
                  compile_bot: bool = False) -> dict[str, float]:
@@ -19,20 +57,11 @@ def play_matches(policy: SoccerPolicy, env_kwargs: dict[str, Any], opponent: str
 
     Match i uses env seed `seed + i` and the bot and the policy's sampling are seeded too, so the
     same policy gets the same figures. `compile_bot`: the bot runs through torch.compile
-    (`agents.bots.Bot`; same actions).
+    (`envs.bots.Bot`; same actions). `marl_grpo.evaluate` plays the same matches and adds
+    counts and intervals.
     """
-    env = SoccerVecEnv(num_envs=matches, device=policy.device, **env_kwargs)
-    bot = make_bot(opponent, env.config, strength=strength, seed=seed, device=policy.device, compile=compile_bot)
-    generator = torch.Generator(device=policy.device).manual_seed(seed)
-    n_blue = env.config.n_blue
-    obs = env.reset(seed=seed)
-    for _ in range(env.config.max_cycles):
-        actions, _ = policy.act(obs[:, :n_blue], deterministic=deterministic, generator=generator)
-        actions = torch.cat([actions, bot.act(obs[:, n_blue:])], 1)
-        obs, _, terminated, truncated, infos = env.step(actions)
-        if bool((terminated | truncated).all()):
-            break
-    score = infos["final_score"].float()
+    score = final_scores(policy_player(policy, seed, deterministic), env_kwargs, opponent, strength, matches, seed,
+                         policy.device, compile_bot).float()
     diff = score[:, 0] - score[:, 1]
     return {
         "eval/win_rate": float((diff > 0).float().mean()),

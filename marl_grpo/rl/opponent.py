@@ -8,11 +8,11 @@ The checkpoint is any folder written by `marl-grpo train` (`policy.safetensors` 
 as a scripted bot does, and the learner plays blue. Red's players see the observations the env gives
 them, each from its own mirrored frame: the very rows a self-play or league red acts on.
 
-The opponent samples its actions from its policy (as the target plays in its own matches and in
-`eval`), with a `torch.Generator` of its own seeded from the run's seed, so that a run is
-reproducible, resumes exactly (the generator's state is in the checkpoint) and splits over processes
-exactly as a bot does (`shard`). All matches act in one forward pass per step. The policy is frozen:
-it never trains, whatever the learner does.
+The opponent (`marl_grpo.agents.PolicyOpponent`, re-exported here) samples its actions from its
+policy (as the target plays in its own matches and in `eval`), with a `torch.Generator` of its own
+seeded from the run's seed, so that a run is reproducible, resumes exactly (the generator's state is
+in the checkpoint) and splits over processes exactly as a bot does (`shard`). All matches act in one
+forward pass per step. The policy is frozen: it never trains, whatever the learner does.
 
 A checkpoint the run's env cannot play is refused when the config is built
 (`check_opponent_checkpoint`): a missing folder, an LLM checkpoint, a folder that is no soccer
@@ -25,10 +25,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from marl_grpo.agents import BOT_NAMES, SoccerPolicy, sample_actions
-from marl_grpo.agents.checkpoint import check_compatible, load_policy, read_config
+from marl_grpo.agents import BOT_NAMES, PolicyOpponent, load_policy_opponent
+from marl_grpo.agents.checkpoint import check_compatible, read_config
 from marl_grpo.envs.config import SoccerConfig
 from marl_grpo.run.checkpoint import recover
 from marl_grpo.run.files import LLM_CONFIG_FILE
@@ -67,53 +65,13 @@ def check_opponent_checkpoint(path: str | os.PathLike, env_config: SoccerConfig)
     return meta
 
 
-class PolicyOpponent:
-    """A frozen `SoccerPolicy` playing one side, with the interface of a scripted `Bot` that
-    `marl_grpo.rl.rollout.Collector` drives: `act(obs [B, R, D]) -> int64 [B, R]`, `shard`, and the
-    state of its random stream for exact resume.
-
-    `deterministic=True` plays the policy's most likely action; the default samples it with
-    `generator`, seeded by `seed`.
-    """
-
-    def __init__(self, policy: SoccerPolicy, seed: int, deterministic: bool = False, name: str = "checkpoint"):
-        self.policy = policy.requires_grad_(False).eval()
-        self.deterministic, self.name = deterministic, name
-        self.generator = torch.Generator(device=policy.device).manual_seed(seed)
-        self.shard = (0, 1)
-        """(index, count): the observations are slice `index` of `count` equal slices of a larger
-        batch, and the draws are that slice of the whole batch's (as `Bot.shard`)"""
-
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """Actions of every row: obs float [..., D] -> int64 [...], on the observations' device."""
-        logits = self.policy(obs.to(self.policy.device))
-        actions, _ = sample_actions(logits, self.deterministic, self.generator, self.shard)
-        return actions.to(obs.device)
-
-    def reset(self, seed: int | None = None) -> None:
-        """Nothing to forget between matches; re-seed if `seed` is given (as `Bot.reset`)."""
-        if seed is not None:
-            self.generator.manual_seed(int(seed))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-
-
 def load_opponent(path: str | os.PathLike, env_config: SoccerConfig, seed: int, device: Any = "auto",
                   deterministic: bool = False) -> PolicyOpponent:
     """The soccer checkpoint at `path` as a frozen opponent for the matches of `env_config`
     (refused in one line if it cannot play them: `check_opponent_checkpoint`). `seed` is the run's
     seed: the opponent's stream is seeded `seed + OPPONENT_SEED_OFFSET`."""
     check_opponent_checkpoint(path, env_config)
-    try:
-        policy, _ = load_policy(path, device=device, env_config=env_config)
-    except ValueError as err:
-        raise ValueError(f"opponent={str(path)!r}: {err}") from None
-    return PolicyOpponent(policy, seed + OPPONENT_SEED_OFFSET, deterministic, name=str(path))
+    return load_policy_opponent(path, env_config, seed + OPPONENT_SEED_OFFSET, device, deterministic)
 
 
 __all__ = ["OPPONENT_NAMES", "PolicyOpponent", "check_opponent_checkpoint", "is_checkpoint_opponent",

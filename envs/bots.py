@@ -48,8 +48,8 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-from marl_grpo.envs.backend import resolve_device
-from marl_grpo.envs.config import KICK_ACTION, NUM_ACTIONS, SoccerConfig
+from .backend import resolve_device
+from .config import KICK_ACTION, NUM_ACTIONS, SoccerConfig
 
 BOT_NAMES = ("random", "chaser", "team")
 
