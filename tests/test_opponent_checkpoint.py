@@ -152,7 +152,7 @@ def test_resume_against_a_checkpoint_is_exact(tmp_path, target):
 def test_a_checkpoint_the_run_cannot_play_is_refused_in_one_line(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(SystemExit, match=rf"^marl-grpo train: opponent='{missing}' is invalid: expected one of .* or a "
-                                         r"checkpoint folder \(no folder at that path\)$"):
+                                         r"checkpoint folder of marl-grpo train .* \(no folder at that path\)$"):
         main([*TINY, "--log-dir", str(tmp_path), "--opponent", str(missing)])
     with pytest.raises(SystemExit, match=r"opponent='tem' is invalid: expected one of \('random', 'chaser', 'team'"):
         main([*TINY, "--log-dir", str(tmp_path), "--opponent", "tem"])  # a misspelt bot name
@@ -164,7 +164,7 @@ def test_a_checkpoint_the_run_cannot_play_is_refused_in_one_line(tmp_path):
         main([*TINY, "--log-dir", str(tmp_path), "--opponent", str(llm)])
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(SystemExit, match=rf"^marl-grpo train: opponent='{empty}': no checkpoint at"):
+    with pytest.raises(SystemExit, match=rf"^marl-grpo train: opponent='{empty}' is not a usable soccer checkpoint: no checkpoint at"):
         main([*TINY, "--log-dir", str(tmp_path), "--opponent", str(empty)])
     one_v_one = _fixed_target(tmp_path / "1v1", team_size=1)
     with pytest.raises(SystemExit, match=rf"^marl-grpo train: opponent='{one_v_one}': the checkpoint was trained on "

@@ -195,7 +195,7 @@ def test_import_stays_light_and_evaluate_is_lazy():
     (sign_rule, {"env_kwargs": {"num_envs": 9}}, r"env_kwargs holds \['num_envs'\]: evaluate sets num_envs, device"),
     (sign_rule, {"env_kwargs": [("team_size", 3)]}, r"env_kwargs=\[\('team_size', 3\)\] is invalid: expected a dict"),
     (42, {}, r"policy=42 is invalid: expected a callable obs \[B, N, D\] -> actions \[B, N\]"),
-    ("no/such/folder", {}, r"policy='no/such/folder' is not a folder: expected a callable, a SoccerPolicy or a "),
+    ("no/such/folder", {}, r"policy='no/such/folder' is invalid: expected a callable, a SoccerPolicy or a "),
 ])
 def test_bad_input_gets_one_clear_error(policy, kwargs, message):
     kwargs = {"matches": 4, "max_cycles": 5, "device": "cpu", **kwargs}
@@ -204,7 +204,7 @@ def test_bad_input_gets_one_clear_error(policy, kwargs, message):
 
 
 def test_bad_checkpoint_folder_and_options(tmp_path, checkpoint):
-    with pytest.raises(ValueError, match=r"policy='.*empty': no checkpoint at .*expected a folder holding "
+    with pytest.raises(ValueError, match=r"policy='.*empty' is not a usable soccer checkpoint: no checkpoint at .*expected a folder holding "
                                          r"policy.safetensors and config.json"):
         (tmp_path / "empty").mkdir()
         marl_grpo.evaluate(str(tmp_path / "empty"), matches=2)

@@ -42,26 +42,36 @@ def is_checkpoint_opponent(opponent: str) -> bool:
     return opponent not in OPPONENT_NAMES
 
 
+def read_soccer_checkpoint(path: str | os.PathLike, role: str, allowed: str) -> dict[str, Any]:
+    """The metadata (`config.json`) of the soccer checkpoint at `path`, or one `ValueError` naming
+    `role=path`, what is wrong (no folder there, an LLM checkpoint, no soccer checkpoint) and
+    `allowed`. A checkpoint left half-renamed by a crash while saving is put back first."""
+    shown = str(path)
+    if not Path(path).exists():
+        recover(path)
+    if not Path(path).is_dir():
+        raise ValueError(f"{role}={shown!r} is invalid: expected {allowed} (no folder at that path)")
+    if (Path(path) / LLM_CONFIG_FILE).is_file():
+        raise ValueError(f"{role}={shown!r} is an LLM checkpoint (marl-grpo llm; score it with marl-grpo eval): "
+                         f"expected {allowed}")
+    try:
+        return read_config(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"{role}={shown!r} is not a usable soccer checkpoint: {err}") from None
+
+
 def check_opponent_checkpoint(path: str | os.PathLike, env_config: SoccerConfig) -> dict[str, Any]:
     """The metadata of the soccer checkpoint at `path`, or a `ValueError` in one line naming `path`
     and what is wrong: not there, an LLM checkpoint, not a soccer checkpoint, or a policy that
     cannot read `env_config`'s observations. Reads `config.json` only (no weights). A bad value of
     the config's `opponent` field, hence a `ValueError` even for a missing folder (the command line
     turns it into one line)."""
-    shown = str(path)
-    if not Path(path).exists():
-        recover(path)  # a checkpoint left half-renamed by a crash while saving is put back first
-    if not Path(path).is_dir():
-        raise ValueError(f"opponent={shown!r} is invalid: expected one of {OPPONENT_NAMES} or a checkpoint folder "
-                         "(no folder at that path)")
-    if (Path(path) / LLM_CONFIG_FILE).is_file():
-        raise ValueError(f"opponent={shown!r} is an LLM checkpoint (marl-grpo llm); --opponent takes a soccer "
-                         "policy checkpoint of marl-grpo train (policy.safetensors + config.json)")
+    meta = read_soccer_checkpoint(path, "opponent", f"one of {OPPONENT_NAMES} or a checkpoint folder of marl-grpo "
+                                                    "train (policy.safetensors + config.json)")
     try:
-        meta = read_config(path)
         check_compatible(meta, env_config)
-    except (FileNotFoundError, ValueError) as err:
-        raise ValueError(f"opponent={shown!r}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"opponent={str(path)!r}: {err}") from None
     return meta
 
 
@@ -75,4 +85,4 @@ def load_opponent(path: str | os.PathLike, env_config: SoccerConfig, seed: int, 
 
 
 __all__ = ["OPPONENT_NAMES", "PolicyOpponent", "check_opponent_checkpoint", "is_checkpoint_opponent",
-           "load_opponent"]
+           "load_opponent", "read_soccer_checkpoint"]

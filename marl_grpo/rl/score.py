@@ -32,18 +32,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from marl_grpo.agents import BOT_NAMES, SoccerPolicy
-from marl_grpo.agents.checkpoint import load_policy, match_kwargs, read_config
+from marl_grpo.agents.checkpoint import load_policy, match_kwargs
 from marl_grpo.envs import NUM_ACTIONS, SoccerConfig
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.rl.evaluate import final_scores, policy_player
-from marl_grpo.run.files import LLM_CONFIG_FILE
+from marl_grpo.rl.opponent import read_soccer_checkpoint
 from marl_grpo.run.intervals import bootstrap_mean_interval, wilson_interval, z_value
 
 OBS_TYPES = ("numpy", "torch")
@@ -203,16 +202,8 @@ def callable_player(policy: Callable[[Any], Any], obs_type: str, device: torch.d
 
 def _checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of the soccer checkpoint `path`, or one `ValueError` naming it."""
-    if not Path(path).is_dir():
-        raise ValueError(f"policy={str(path)!r} is not a folder: expected a callable, a SoccerPolicy or a checkpoint "
-                         "folder of marl-grpo train (policy.safetensors + config.json)")
-    if (Path(path) / LLM_CONFIG_FILE).is_file():
-        raise ValueError(f"policy={str(path)!r} is an LLM checkpoint: score it with `marl-grpo eval {path}`; "
-                         "evaluate takes a soccer policy checkpoint of marl-grpo train")
-    try:
-        return read_config(path)
-    except (FileNotFoundError, ValueError) as err:
-        raise ValueError(f"policy={str(path)!r}: {err}") from None
+    return read_soccer_checkpoint(path, "policy", "a callable, a SoccerPolicy or a checkpoint folder of marl-grpo "
+                                              "train (policy.safetensors + config.json)")
 
 
 def _match_kwargs(base: dict[str, Any], team_size: int | None, max_cycles: int | None,
