@@ -30,7 +30,7 @@ import copy
 import tempfile
 import time
 
-import marl_grpo  # noqa: F401  (registers the env; its thread policy applies to the torch imported next)
+import marl_grpo  # registers the env with PettingZoo; marl_grpo.evaluate scores the trained policy
 import torch
 from benchmarl.algorithms import MappoConfig
 from benchmarl.environments.common import Task

@@ -37,7 +37,7 @@ import time
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array rendering without a display
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report at run time
 
-import marl_grpo  # noqa: E402,F401  (registers the env; its thread policy applies to the torch imported next)
+import marl_grpo  # noqa: E402  (registers the env with PettingZoo; marl_grpo.evaluate scores the trained policy)
 import ray  # noqa: E402
 import torch  # noqa: E402
 from ray.rllib.algorithms.ppo import PPOConfig  # noqa: E402

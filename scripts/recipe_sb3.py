@@ -35,7 +35,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import marl_grpo  # noqa: F401  (registers the env; its thread policy applies to the torch imported next)
+import marl_grpo  # registers the env with PettingZoo; marl_grpo.evaluate scores the trained policy
 import numpy as np
 import supersuit as ss
 from stable_baselines3 import PPO

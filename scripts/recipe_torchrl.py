@@ -41,7 +41,7 @@ import argparse
 import math
 import time
 
-import marl_grpo  # noqa: F401  (registers the env; its thread policy applies to the torch imported next)
+import marl_grpo  # registers the env with PettingZoo; marl_grpo.evaluate scores the trained policy
 import torch
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch.distributions import Categorical
