@@ -41,8 +41,11 @@ GRPO_FIELDS = ("group_mode", "group_size", "supervision", "scale", "advantage_ba
 PPO_FIELDS = ("critic", "critic_hidden", "gae_lambda", "vf_coef", "clip_vloss", "norm_value", "norm_adv")
 """the fields only PPO reads (its critic and GAE)"""
 LEAGUE_FIELDS = ("league_latest_ratio", "league_anchor_ratio", "league_sampling", "league_snapshot_every",
-                 "league_size", "league_keep_every", "league_anchors", "league_window", "league_elo_k")
+                 "league_size", "league_keep_every", "league_anchors", "league_window", "league_elo_k",
+                 "league_exploiters")
 """the fields only `--opponent league` reads"""
+EXPLOITER_FIELDS = ("league_exploiter_every", "league_exploiter_threshold", "league_exploiter_timeout")
+"""the fields only a league's main exploiters read (`--league-exploiters` above 0)"""
 
 
 @dataclass
@@ -62,6 +65,8 @@ class TrainConfig(RunConfig):
         UsedBy(("branch_horizon",), lambda c: not (c.learner.uses_groups and c.groups.whole_matches), "group_mode",
                "segments shorter than a match: every mode but episode, and PPO"),
         UsedBy(LEAGUE_FIELDS, lambda c: c.opponent == "league", "opponent", "the league, --opponent league"),
+        UsedBy(EXPLOITER_FIELDS, lambda c: c.opponent == "league" and c.league_exploiters > 0, "league_exploiters",
+               "the league's main exploiters, --opponent league --league-exploiters K"),
         UsedBy(("opponent_strength",), lambda c: c.opponent in BOT_NAMES, "opponent",
                f"a scripted opponent, --opponent {'|'.join(BOT_NAMES)}"),
     )
@@ -114,6 +119,18 @@ class TrainConfig(RunConfig):
     """recent results per member that PFSP reads"""
     league_elo_k: float = 4.0
     """Elo K factor: rating points per match per unit of surprise (updated once per iteration)"""
+    league_exploiters: int = 0
+    """main exploiters (AlphaStar's remedy for exploitability, `marl_grpo.rl.exploiters`): K branches of
+    the learner, each trained only against the current learner and added to the pool when it beats
+    it (0: none)"""
+    league_exploiter_every: int = 3
+    """learner iterations per exploiter iteration (the exploiters take turns): 3 gives them a quarter
+    of the run's env steps"""
+    league_exploiter_threshold: float = 0.7
+    """an exploiter joins the pool when its score (win + draw / 2) over its last `league_window`
+    matches against the learner reaches this (AlphaStar: 0.7), then branches again from the learner"""
+    league_exploiter_timeout: int = 40
+    """exploiter iterations after which it joins the pool (and branches again) even without that score"""
     reward_dist_to_ball: float = 0.001
     """weight of the distance-to-ball shaping term (the other env reward weights keep their defaults)"""
 
@@ -182,6 +199,10 @@ class TrainConfig(RunConfig):
         for name in ("league_snapshot_every", "league_size", "league_window"):
             check_int(self, name)
         check_int(self, "league_keep_every", low=0)
+        check_int(self, "league_exploiters", low=0)
+        check_int(self, "league_exploiter_every")
+        check_int(self, "league_exploiter_timeout")
+        check_number(self, "league_exploiter_threshold", high=1.0, low_open=True)
         parse_anchors(self.league_anchors)
         check_choice(self, "eval_opponent", BOT_NAMES)
         for name in ("gamma", "gae_lambda", "opponent_strength", "eval_strength"):

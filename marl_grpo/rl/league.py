@@ -102,7 +102,8 @@ def pfsp_weights(scores: list[float | None], sampling: str) -> torch.Tensor:
 
 @dataclass
 class Member:
-    """One pool member: a scripted anchor (`bot`) or a frozen snapshot of the learner (`policy`)."""
+    """One pool member: a scripted anchor (`bot`) or a frozen policy (`policy`): a snapshot of the
+    learner, or of a main exploiter (`marl_grpo.rl.exploiters`)."""
 
     name: str
     actor: Bot | SoccerPolicy
@@ -181,8 +182,13 @@ class League:
         """Freeze the current policy as a pool member (`snapshot-<iteration>`), write it under
         `folder`, and drop the oldest snapshot beyond `league_size` (its files too, unless
         `league_keep_every` keeps every k-th)."""
-        name = f"snapshot-{iteration:06d}"
-        actor = copy.deepcopy(self.policy).requires_grad_(False)
+        self.add_member(f"snapshot-{iteration:06d}", self.policy, iteration, train_config)
+
+    def add_member(self, name: str, policy: SoccerPolicy, iteration: int, train_config: dict[str, Any]) -> None:
+        """Freeze a copy of `policy` (the learner, or a main exploiter) as the pool member `name`,
+        rated from the learner's rating, and write it under `folder`; the oldest policy member
+        beyond `league_size` leaves the pool."""
+        actor = copy.deepcopy(policy).requires_grad_(False)
         self.members.append(Member(name, actor, iteration))
         self.ratings[name] = self.ratings["learner"]
         self.recent[name] = deque(maxlen=self.cfg.league_window)
@@ -309,6 +315,9 @@ class League:
         share = (counts / counts.sum()).tolist()
         scalars["league/mix_latest"] = share[0]
         scalars["league/mix_snapshots"] = sum(s for m, s in zip(self.members, share[1:]) if m.is_snapshot)
+        if any(m.name.startswith("exploiter") for m in self.members):  # main exploiters' copies (a share of the above)
+            scalars["league/mix_exploiters"] = sum(s for m, s in zip(self.members, share[1:])
+                                                   if m.name.startswith("exploiter"))
         for member, s in zip(self.members, share[1:]):
             if not member.is_snapshot:
                 scalars[f"league/mix_{member.name}"] = s

@@ -10,26 +10,31 @@ rest (budget, cadence, logging, resume, the update step).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from marl_grpo.agents import SoccerPolicy, make_bot
+from marl_grpo.agents import PolicyOpponent, SoccerPolicy, make_bot
 from marl_grpo.agents.checkpoint import load_policy, read_config, write_policy
 from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.rl.config import TrainConfig
 from marl_grpo.rl.evaluate import play_matches
+from marl_grpo.rl.exploiters import MainExploiter, exploiter_turn
 from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.league import League
 from marl_grpo.rl.learner import Algorithm
-from marl_grpo.rl.opponent import is_checkpoint_opponent, load_opponent
+from marl_grpo.rl.opponent import OPPONENT_SEED_OFFSET, is_checkpoint_opponent, load_opponent
 from marl_grpo.rl.rollout import Collector, Segment
 from marl_grpo.run.distributed import World
 from marl_grpo.run.files import EVAL_SEED, LEAGUE_DIR
 from marl_grpo.run.loop import Trainer, run_training
 from marl_grpo.run.update import UpdateBatch
+
+EXPLOITER_SEED_OFFSET = 104729
+"""main exploiter k's matches and draws are seeded `seed + EXPLOITER_SEED_OFFSET * (k + 1)`"""
 
 
 def make_learner(policy: SoccerPolicy, cfg: TrainConfig, env: SoccerVecEnv) -> Algorithm:
@@ -38,13 +43,15 @@ def make_learner(policy: SoccerPolicy, cfg: TrainConfig, env: SoccerVecEnv) -> A
 
 
 def make_collector(env: SoccerVecEnv, policy: SoccerPolicy, opponent: Any, learner: Algorithm,
-                   cfg: TrainConfig, world: World = World()) -> Collector:
+                   cfg: TrainConfig, world: World = World(), seed: int | None = None) -> Collector:
     """The rollout of `learner`: with GRPO groups if it uses them, with the global state if it
-    reads it; `env` holds this rank's share of the matches."""
+    reads it; `env` holds this rank's share of the matches. `seed`: of its matches and draws
+    (default: the run's)."""
+    seed = cfg.seed if seed is None else seed
     groups = None
     if learner.uses_groups:
-        groups = Groups(cfg.group_mode, cfg.group_size, cfg.seed, first_match=world.rank * env.num_envs)
-    return Collector(env, policy, opponent, groups, cfg.seed, record_state=learner.needs_state,
+        groups = Groups(cfg.group_mode, cfg.group_size, seed, first_match=world.rank * env.num_envs)
+    return Collector(env, policy, opponent, groups, seed, record_state=learner.needs_state,
                      shard=(world.rank, world.world_size),
                      record_components=learner.uses_groups and cfg.reward_aggregation == "normalize_then_sum")
 
@@ -85,7 +92,22 @@ class SoccerTrainer(Trainer):
         if checkpoint is not None:
             saved, _ = load_policy(checkpoint, device=device, env_config=env.config)
             self.policy.load_state_dict(saved.state_dict())
+        self.exploiters = [self._make_exploiter(k, world) for k in range(cfg.league_exploiters)] \
+            if self.league is not None else []
         self.recent_returns: list[float] = []
+
+    def _make_exploiter(self, index: int, world: World) -> MainExploiter:
+        """Main exploiter `index`: a branch of the learner with its own matches, learner and seeds,
+        against a frozen copy of the learner (`marl_grpo.rl.exploiters`)."""
+        cfg, device = self.cfg, self.env.device
+        seed = cfg.seed + EXPLOITER_SEED_OFFSET * (index + 1)
+        env = SoccerVecEnv(num_envs=self.env.num_envs, device=device, compile=cfg.compile_env, cpu_threads="auto",
+                           **cfg.env_kwargs())
+        policy = copy.deepcopy(self.policy)
+        learner = make_learner(policy, cfg, env)
+        target = PolicyOpponent(copy.deepcopy(self.policy), seed + OPPONENT_SEED_OFFSET, name="learner")
+        collector = make_collector(env, policy, target, learner, cfg, world, seed=seed)
+        return MainExploiter(index, policy, learner, collector, target, cfg.league_window)
 
     @property
     def num_iterations(self) -> int:
@@ -118,9 +140,25 @@ class SoccerTrainer(Trainer):
     def end_iteration(self, iteration: int) -> dict[str, float]:
         if self.league is None:
             return {}
+        cfg = self.cfg
         scalars = self.league.end_iteration()
-        if (iteration + 1) % self.cfg.league_snapshot_every == 0:
-            self.league.add_snapshot(iteration + 1, self.cfg.to_dict())
+        turn = exploiter_turn(iteration, cfg.league_exploiter_every, len(self.exploiters))
+        if turn is not None:
+            exploiter = self.exploiters[turn]
+            if exploiter.step(self.policy, self.optimizer.param_groups[0]["lr"], cfg):
+                self.league.add_member(f"{exploiter.name}-{iteration + 1:06d}", exploiter.policy, iteration + 1,
+                                       cfg.to_dict())
+                exploiter.joined += 1
+                exploiter.branch(self.policy)
+        for exploiter in self.exploiters:
+            score = exploiter.score()
+            if score is not None:
+                scalars[f"league/{exploiter.name}_score"] = score
+        if self.exploiters:
+            scalars["league/exploiters_joined"] = float(sum(e.joined for e in self.exploiters))
+            scalars["league/exploiter_env_steps"] = float(sum(e.env_steps for e in self.exploiters))
+        if (iteration + 1) % cfg.league_snapshot_every == 0:
+            self.league.add_snapshot(iteration + 1, cfg.to_dict())
         return scalars
 
     def refresh_reference(self) -> None:
@@ -150,18 +188,24 @@ class SoccerTrainer(Trainer):
 
     def state_dict(self) -> dict[str, Any]:
         return {"learner": self.learner.state_dict(),
-                "league": None if self.league is None else self.league.state_dict()}
+                "league": None if self.league is None else self.league.state_dict(),
+                "exploiters": [e.state_dict() for e in self.exploiters]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.learner.load_state_dict(state["learner"])
         if self.league is not None:
             self.league.load_state_dict(state["league"])
+        for exploiter, saved in zip(self.exploiters, state.get("exploiters", []), strict=True):
+            exploiter.load_state_dict(saved)
 
     def rank_state_dict(self) -> dict[str, Any]:
-        return {"rollout": self.collector.state_dict()}
+        return {"rollout": self.collector.state_dict(),
+                "exploiter_rollouts": [e.collector.state_dict() for e in self.exploiters]}
 
     def load_rank_state_dict(self, state: dict[str, Any]) -> None:
         self.collector.load_state_dict(state["rollout"])
+        for exploiter, saved in zip(self.exploiters, state.get("exploiter_rollouts", []), strict=True):
+            exploiter.collector.load_state_dict(saved)
 
     def summary(self, global_step: int, elapsed: float) -> dict[str, Any]:
         return {"agent_steps_per_s": global_step * self.env.num_agents / max(elapsed, 1e-9),
