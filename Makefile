@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,video,llm,trl]"
+	# MPE2 (the PettingZoo adapter's tests): its pygame-ce would overwrite pygame's files, so without its dependencies
+	$(BIN)/pip install --quiet -c constraints.txt --no-deps "mpe2>=1.1"
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -56,8 +58,6 @@ test-image: $(STAMP) $(STAMP312) model
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
-	# mpe2 requires pygame-ce, which would overwrite pygame's files: take it without its dependencies
-	$(BIN)/pip install --quiet -c constraints.txt --no-deps "mpe2>=1.0"
 	$(BIN)/marl-grpo bench env
 
 # the documentation site (mkdocs.yml, docs/) into site/; --strict fails on a broken link, anchor or API reference
