@@ -36,9 +36,12 @@ POLICY_CONFIG_FILE = "config.json"
 """the soccer checkpoint's metadata: policy architecture, env config, observation layout, train config"""
 
 
-def write_policy(folder: Path, policy: SoccerPolicy, env_config: SoccerConfig, train_config: dict[str, Any]) -> None:
-    """Write the soccer policy's weights and metadata into `folder` (inside `atomic_directory`).
-    The metadata holds the weights' SHA-256, so that a damaged file is refused at load."""
+def write_policy(folder: Path, policy: SoccerPolicy, env_config: SoccerConfig | dict[str, Any],
+                 train_config: dict[str, Any]) -> None:
+    """Write the policy's weights and metadata into `folder` (inside `atomic_directory`).
+    `env_config`: the soccer env's config, or the description of another env of the trainer
+    (a dict with its `name`, the `--env` spec). The metadata holds the weights' SHA-256, so that a
+    damaged file is refused at load."""
     folder = Path(folder)
     weights = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
     if not all(bool(torch.isfinite(v).all()) for v in weights.values() if v.is_floating_point()):
@@ -47,9 +50,9 @@ def write_policy(folder: Path, policy: SoccerPolicy, env_config: SoccerConfig, t
     save_file(weights, str(folder / POLICY_FILE))
     meta = {
         "policy": policy.config_dict(),
-        "env": env_config.to_dict(),
-        "observation_features": env_config.observation_features(),
-        "obs_dim": env_config.obs_dim,
+        "env": env_config.to_dict() if isinstance(env_config, SoccerConfig) else dict(env_config),
+        "observation_features": env_config.observation_features() if isinstance(env_config, SoccerConfig) else [],
+        "obs_dim": policy.obs_dim,
         "train": train_config,
         "policy_sha256": hashlib.sha256((folder / POLICY_FILE).read_bytes()).hexdigest(),
     }
@@ -112,7 +115,7 @@ def match_kwargs(meta: dict[str, Any], team_size: int | None = None) -> dict[str
     """The env kwargs of the matches a checkpoint trained on (team sizes, `max_cycles`), from its
     metadata (`read_config`): `eval`, `watch`, `play` and `marl_grpo.evaluate` play these.
     `team_size` replaces the saved sizes with a symmetric match of that size."""
-    env = meta["env"]
+    env = soccer_env(meta)
     kwargs = {"team_size": env["team_size"], "blue_size": env.get("blue_size"), "red_size": env.get("red_size"),
               "max_cycles": env["max_cycles"]}
     if team_size is not None:
@@ -120,9 +123,20 @@ def match_kwargs(meta: dict[str, Any], team_size: int | None = None) -> dict[str
     return kwargs
 
 
+def soccer_env(meta: dict[str, Any]) -> dict[str, Any]:
+    """The soccer env config of a checkpoint's metadata, or a `ValueError` if it was trained on
+    another env (`marl-grpo train --env vmas:...`)."""
+    name = meta["env"].get("name", "soccer")
+    if name != "soccer":
+        raise ValueError(f"the checkpoint was trained on env {name!r}, not on soccer: it plays only that env "
+                         "(its mean return on held-out seeds is its run's eval/return in TensorBoard)")
+    return meta["env"]
+
+
 def check_compatible(meta: dict[str, Any], env_config: SoccerConfig) -> None:
     """Raise a `ValueError` if the checkpoint of `meta` cannot read the observations of `env_config`
-    (an MLP trained on other team sizes; an entity policy reads any)."""
+    (trained on another env, or an MLP trained on other team sizes; an entity policy reads any)."""
+    soccer_env(meta)
     if meta["policy"].get("arch") == "entity":
         return  # the entity encoder reads any team size
     saved = [tuple(f) for f in meta["observation_features"]]
@@ -137,4 +151,4 @@ def check_compatible(meta: dict[str, Any], env_config: SoccerConfig) -> None:
 
 
 __all__ = ["POLICY_CONFIG_FILE", "POLICY_FILE", "check_compatible", "load_policy", "match_kwargs", "read_config",
-           "write_policy"]
+           "soccer_env", "write_policy"]

@@ -35,20 +35,21 @@ class SoccerCritic(nn.Module):
     """V(s) for every controlled player, on its observation or on the global state + its index.
 
     Args:
-        config: the env's `SoccerConfig` (fixes the observation and state widths).
+        config: the env's `SoccerConfig`, or another env of the trainer (`marl_grpo.envs.team.TeamVecEnv`):
+            anything with `obs_dim`, `state_dim` and `num_agents`.
         kind: `"decentralized"` or `"centralized"` (see the module docstring).
         hidden: width of the two hidden layers.
         device: where the weights live; `"auto"` picks CUDA when present.
     """
 
-    def __init__(self, config: SoccerConfig, kind: str = "centralized", hidden: int = 128, device: Any = "auto"):
+    def __init__(self, config: SoccerConfig | Any, kind: str = "centralized", hidden: int = 128, device: Any = "auto"):
         super().__init__()
         if kind not in CRITIC_KINDS:
             raise ValueError(f"critic={kind!r} is invalid: expected one of {CRITIC_KINDS}")
         if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
             raise ValueError(f"critic_hidden={hidden!r} is invalid: expected an int >= 1")
         self.kind, self.num_agents = kind, config.num_agents
-        self.input_dim = config.obs_layout()["dim"] if kind == "decentralized" else config.state_dim + self.num_agents
+        self.input_dim = config.obs_dim if kind == "decentralized" else config.state_dim + self.num_agents
         self.net = nn.Sequential(
             _linear(self.input_dim, hidden), Tanh(),
             _linear(hidden, hidden), Tanh(),

@@ -327,15 +327,18 @@ class SoccerPolicy(nn.Module):
         heads: attention heads (`pool="attention"` only).
         activation: `"tanh"` (CleanRL's choice; it also imitated TeamBot a little better than ReLU
             in the entity encoder, at the same speed) or `"relu"`.
+        num_actions: only for an env other than soccer (`marl-grpo train --env vmas:...`): its
+            `Discrete(num_actions)` actions; `layout` is then that env's observation width (an int)
+            and the policy a plain MLP (`arch="mlp"`).
         device: where the weights live; `"auto"` picks CUDA when present.
 
     Shapes: observations `[..., D]` float32 (any leading shape, tensors or numpy arrays);
-    logits `[..., 10]`; actions and log-probs `[...]`.
+    logits `[..., 10]` (`[..., num_actions]`); actions and log-probs `[...]`.
     """
 
     def __init__(self, layout: SoccerConfig | dict[str, Any] | int | None = None, arch: str = "mlp",
                  hidden: int = 128, *, embed: int | None = None, pool: str = "meanmax", heads: int = 4,
-                 activation: str = "tanh", device: Any = "auto"):
+                 activation: str = "tanh", num_actions: int | None = None, device: Any = "auto"):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch={arch!r} is invalid: expected one of {ARCHS}")
@@ -348,7 +351,16 @@ class SoccerPolicy(nn.Module):
                 raise ValueError(f"{name}={value!r} is invalid: expected an int >= 1")
         if embed is not None and (not isinstance(embed, int) or isinstance(embed, bool) or embed < 1):
             raise ValueError(f"embed={embed!r} is invalid: expected None or an int >= 1")
-        self.layout = _resolve_layout(layout)
+        self.plain = num_actions is not None
+        """an MLP over another env's observations (`--env vmas:...`): no soccer layout"""
+        if self.plain:
+            if arch != "mlp" or isinstance(layout, bool) or not isinstance(layout, (int, np.integer)) or layout < 1:
+                raise ValueError(f"num_actions={num_actions!r} (an env other than soccer) needs arch='mlp' and the "
+                                 f"observation width as layout, got arch={arch!r}, layout={layout!r}")
+            if isinstance(num_actions, bool) or not isinstance(num_actions, (int, np.integer)) or num_actions < 2:
+                raise ValueError(f"num_actions={num_actions!r} is invalid: expected an int >= 2")
+        self.num_actions = int(num_actions) if self.plain else NUM_ACTIONS
+        self.layout = {"dim": int(layout)} if self.plain else _resolve_layout(layout)
         if arch == "mlp" and self.layout is None:
             raise ValueError(
                 "arch='mlp' has a fixed input width: pass the observation layout "
@@ -380,7 +392,7 @@ class SoccerPolicy(nn.Module):
             self._parsed: dict[int, _Parsed] = {}
             if self.layout is not None:
                 self._parsed[self.obs_dim] = _Parsed(self.layout)
-        self.head = _linear(hidden, NUM_ACTIONS, 0.01)
+        self.head = _linear(hidden, self.num_actions, 0.01)
         self.to(resolve_device(device))
 
     # ------------------------------------------------------------------ properties
@@ -410,7 +422,7 @@ class SoccerPolicy(nn.Module):
             )
         features = self.body if self.arch == "mlp" else self._entity_features
         logits = rows_in_chunks(lambda x: self.head(features(x)), rows)
-        return logits.reshape(*obs.shape[:-1], NUM_ACTIONS)
+        return logits.reshape(*obs.shape[:-1], self.num_actions)
 
     @staticmethod
     def stack_weights(policies: list[SoccerPolicy]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -493,8 +505,8 @@ class SoccerPolicy(nn.Module):
         if actions.dtype.is_floating_point or actions.dtype == torch.bool:
             raise TypeError(f"actions must be integer action indices, got dtype {actions.dtype}")
         # checked on the device, without waiting for it (no host sync on the update's hot path)
-        torch._assert_async(((actions >= 0) & (actions < NUM_ACTIONS)).all(),
-                            f"actions must lie in [0, {NUM_ACTIONS - 1}] (Discrete({NUM_ACTIONS}))")
+        torch._assert_async(((actions >= 0) & (actions < self.num_actions)).all(),
+                            f"actions must lie in [0, {self.num_actions - 1}] (Discrete({self.num_actions}))")
         return logp_entropy(self(obs), actions)
 
     # ------------------------------------------------------------------ checkpoints
@@ -510,20 +522,25 @@ class SoccerPolicy(nn.Module):
             "heads": self.heads,
             "activation": self.activation,
             "obs_dim": self.obs_dim,
-            "max_team": None if self.layout is None else int(self.layout["num_opponents"]),
-            "num_actions": NUM_ACTIONS,
+            "max_team": None if self.layout is None or self.plain else int(self.layout["num_opponents"]),
+            "num_actions": self.num_actions,
+            "plain": self.plain,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any], device: Any = "auto") -> "SoccerPolicy":
         """Rebuild a policy from `config_dict()` (fresh weights; load the state_dict after)."""
         config = dict(config)
-        known = {"version", "arch", "hidden", "embed", "pool", "heads", "activation", "obs_dim", "max_team", "num_actions"}
+        known = {"version", "arch", "hidden", "embed", "pool", "heads", "activation", "obs_dim", "max_team", "num_actions",
+                 "plain"}
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(f"unknown policy config key(s) {unknown}; expected keys from {sorted(known)}")
         if config.get("version", CONFIG_VERSION) != CONFIG_VERSION:
             raise ValueError(f"policy config version {config['version']} is not supported (expected {CONFIG_VERSION})")
+        if config.get("plain"):  # another env's MLP
+            return cls(config["obs_dim"], hidden=config.get("hidden", 128), activation=config.get("activation", "tanh"),
+                       num_actions=config["num_actions"], device=device)
         if config.get("num_actions", NUM_ACTIONS) != NUM_ACTIONS:
             raise ValueError(f"the checkpoint has {config['num_actions']} actions, the soccer env has {NUM_ACTIONS}")
         obs_dim = config.get("obs_dim")

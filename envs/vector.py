@@ -93,6 +93,33 @@ class SoccerVecEnv:
     def obs_dim(self) -> int:
         return self.config.obs_dim
 
+    # the rest of the trainer's env contract (`marl_grpo.envs.team.TeamVecEnv`)
+    @property
+    def num_actions(self) -> int:
+        return NUM_ACTIONS
+
+    @property
+    def state_dim(self) -> int:
+        return self.config.state_dim
+
+    @property
+    def max_steps(self) -> int:
+        return self.config.max_cycles
+
+    @property
+    def teams(self) -> tuple[int, ...]:
+        """the team of each agent: 0 blue, 1 red"""
+        return tuple(int(i >= self._n_blue) for i in range(self.num_agents))
+
+    @property
+    def can_branch(self) -> bool:
+        return self.opponent is None
+
+    def reset_blocks(self, seed: int, group_size: int) -> torch.Tensor:
+        """Reset every match, block k (matches k*G ... k*G + G - 1) all from match k*G's kickoff (seed + k*G)."""
+        self.reset(seed)
+        return self.branch(torch.arange(0, self.num_envs, group_size), group_size)
+
     def reset(self, seed: int | None = None) -> torch.Tensor:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy) & 0xFFFFFFFF

@@ -27,11 +27,12 @@ import torch
 import tyro
 
 from marl_grpo.agents import BOT_NAMES, SoccerPolicy, make_bot
-from marl_grpo.agents.checkpoint import load_policy, match_kwargs, read_config
+from marl_grpo.agents.checkpoint import load_policy, match_kwargs, read_config, soccer_env
 from marl_grpo.envs import KICK_ACTION, SoccerConfig, SoccerVecEnv
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.envs.record import save_video
-from marl_grpo.rl.evaluate import play_matches
+from marl_grpo.envs.team import make_team_env
+from marl_grpo.rl.evaluate import mean_return, play_matches
 from marl_grpo.run.files import EVAL_SEED
 
 
@@ -103,11 +104,31 @@ def run_eval(cfg: EvalConfig) -> dict[str, float]:
     if is_llm_checkpoint(cfg.checkpoint):
         return _run_llm_eval(cfg)
     _llm_only_given(cfg, cfg.checkpoint)
+    if read_config(cfg.checkpoint)["env"].get("name", "soccer") != "soccer":
+        return _run_env_eval(cfg)
     policy, _, kwargs = _load(cfg.checkpoint, cfg.team_size, resolve_device(cfg.device))
     result = play_matches(policy, kwargs, cfg.opponent, cfg.strength, cfg.matches, cfg.seed, cfg.deterministic)
     print(f"{cfg.checkpoint} vs {cfg.opponent} (strength {cfg.strength}), {cfg.matches} matches:")
     print(f"  win {result['eval/win_rate']:.1%}  draw {result['eval/draw_rate']:.1%}  loss {result['eval/loss_rate']:.1%}"
           f"  goal difference {result['eval/goal_diff']:+.2f} per match")
+    return result
+
+
+def _run_env_eval(cfg: EvalConfig) -> dict[str, float]:
+    """A checkpoint of another env (`train --env vmas:...`): `--matches` episodes of its env from
+    seeds `seed + i`, the mean episode return (the run's `eval/return` with the same seeds and count)."""
+    soccer_only = [name for name, default in (("opponent", "team"), ("strength", 1.0), ("team_size", None))
+                   if getattr(cfg, name) != default]
+    if soccer_only:
+        raise ValueError(f"--{' --'.join(n.replace('_', '-') for n in soccer_only)} {'is' if len(soccer_only) == 1 else 'are'}"
+                         f" for soccer checkpoints, but {cfg.checkpoint!r} was trained on another env: drop it")
+    policy, meta = load_policy(cfg.checkpoint, device=resolve_device(cfg.device))
+    env_meta = meta["env"]
+    env = make_team_env(env_meta["name"], cfg.matches, policy.device, cfg.seed, max_steps=env_meta["max_steps"],
+                        **env_meta["kwargs"])
+    result = mean_return(policy, env, seed=cfg.seed, deterministic=cfg.deterministic)
+    print(f"{cfg.checkpoint} on {env_meta['name']}, {cfg.matches} episodes: mean return {result['eval/return']:.3f}"
+          f" ± {result['eval/return_sem']:.3f} (standard error)")
     return result
 
 
@@ -358,7 +379,7 @@ class PlayConfig:
 
 
 def _sizes(meta: dict[str, Any]) -> str:
-    env = meta["env"]
+    env = soccer_env(meta)
     return f"{env.get('blue_size') or env['team_size']}v{env.get('red_size') or env['team_size']}"
 
 

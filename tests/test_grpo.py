@@ -73,7 +73,7 @@ def test_process_advantages_use_returns_to_go_per_step(device):
 @pytest.mark.parametrize("opponent, kl_coef", [("team", 0.0), ("self", 0.1)])
 def test_one_real_iteration_changes_the_policy(opponent, kl_coef, device):
     cfg = dataclasses.replace(preset("tiny"), opponent=opponent, kl_coef=kl_coef)
-    env = SoccerVecEnv(num_envs=cfg.num_envs, device=device, **cfg.env_kwargs())
+    env = SoccerVecEnv(num_envs=cfg.num_envs, device=device, **cfg.soccer_kwargs())
     policy = SoccerPolicy(env.config, hidden=16, device=device)
     bot = None if opponent == "self" else make_bot(opponent, env.config, device=device)
     learner = GRPOLearner(policy, cfg, env.config)

@@ -21,7 +21,7 @@ from marl_grpo.run.update import policy_update
 
 def _setup(device, critic="centralized", opponent="team", **overrides):
     cfg = dataclasses.replace(preset("tiny"), algo="ppo", critic=critic, opponent=opponent, **overrides)
-    env = SoccerVecEnv(num_envs=cfg.num_envs, device=device, **cfg.env_kwargs())
+    env = SoccerVecEnv(num_envs=cfg.num_envs, device=device, **cfg.soccer_kwargs())
     torch.manual_seed(0)
     policy = SoccerPolicy(env.config, hidden=16, device=device)
     learner = make_learner(policy, cfg, env)

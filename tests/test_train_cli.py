@@ -62,7 +62,7 @@ def test_train_eval_watch_resume(tmp_path, device):
     assert steps == [128, 256, 384]  # 16 matches x 8 steps per iteration, 3 iterations
     # the logged evaluation is what `play_matches` gives for the saved policy (same seeds, same figures)
     policy, _ = load_policy(ckpt, device=device)
-    again = play_matches(policy, preset("tiny").env_kwargs() | {"max_cycles": 16}, "team", 1.0, 4)
+    again = play_matches(policy, preset("tiny").soccer_kwargs() | {"max_cycles": 16}, "team", 1.0, 4)
     assert scalars["eval/win_rate"][-1].value == pytest.approx(again["eval/win_rate"])
     assert scalars["eval/goal_diff"][-1].value == pytest.approx(again["eval/goal_diff"])
 
@@ -70,7 +70,7 @@ def test_train_eval_watch_resume(tmp_path, device):
     eval_args = [str(ckpt), "--matches", "4", "--opponent", "random", "--device", device]
     main(["eval", *eval_args])
     figures = run_eval(parse_config(EvalConfig, eval_args, "marl-grpo eval"))
-    result = play_matches(policy, preset("tiny").env_kwargs() | {"max_cycles": 16}, "random", 1.0, 4)
+    result = play_matches(policy, preset("tiny").soccer_kwargs() | {"max_cycles": 16}, "random", 1.0, 4)
     assert figures == pytest.approx(result)
     assert abs(figures["eval/win_rate"] + figures["eval/draw_rate"] + figures["eval/loss_rate"] - 1) < 1e-6
     video = tmp_path / "match.gif"

@@ -27,6 +27,7 @@ from typing import Any
 
 from marl_grpo.agents import ARCHS, BOT_NAMES, CRITIC_KINDS
 from marl_grpo.envs.config import MAX_TEAM_SIZE, SoccerConfig
+from marl_grpo.envs.team import parse_env_kwargs, parse_env_spec
 from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.league import SAMPLINGS, parse_anchors
 from marl_grpo.rl.learners import LEARNERS, Algorithm
@@ -44,6 +45,9 @@ LEAGUE_FIELDS = ("league_latest_ratio", "league_anchor_ratio", "league_sampling"
                  "league_size", "league_keep_every", "league_anchors", "league_window", "league_elo_k",
                  "league_exploiters")
 """the fields only `--opponent league` reads"""
+SOCCER_FIELDS = ("team_size", "opponent", "opponent_strength", "compile_bots", "compile_env", "arch",
+                 "reward_dist_to_ball", "eval_opponent", "eval_strength")
+"""the fields only the soccer env reads (`--env soccer`)"""
 EXPLOITER_FIELDS = ("league_exploiter_every", "league_exploiter_threshold", "league_exploiter_timeout")
 """the fields only a league's main exploiters read (`--league-exploiters` above 0)"""
 
@@ -64,6 +68,8 @@ class TrainConfig(RunConfig):
                "the copied matches of a branch or episode mode"),
         UsedBy(("branch_horizon",), lambda c: not (c.learner.uses_groups and c.groups.whole_matches), "group_mode",
                "segments shorter than a match: every mode but episode, and PPO"),
+        UsedBy(SOCCER_FIELDS, lambda c: c.env == "soccer", "env", "the soccer env, --env soccer"),
+        UsedBy(("env_kwargs",), lambda c: c.env != "soccer", "env", "a vmas or pettingzoo env"),
         UsedBy(LEAGUE_FIELDS, lambda c: c.opponent == "league", "opponent", "the league, --opponent league"),
         UsedBy(EXPLOITER_FIELDS, lambda c: c.opponent == "league" and c.league_exploiters > 0, "league_exploiters",
                "the league's main exploiters, --opponent league --league-exploiters K"),
@@ -78,10 +84,17 @@ class TrainConfig(RunConfig):
     anneal_lr: bool = True
 
     # ------------------------------------------------------------------ env and opponent
+    env: str = "soccer"
+    """the task: soccer (this project's env), vmas:<scenario> (VMAS's batched torch envs,
+    `marl_grpo.envs.vmas_env`) or pettingzoo:<module>:<function> (any PettingZoo parallel env with
+    discrete actions, `marl_grpo.envs.pettingzoo_env`); the contract: `marl_grpo.envs.team`"""
+    env_kwargs: tuple[str, ...] = ()
+    """key=value settings of a vmas or pettingzoo task (e.g. n_agents=3), values read as Python literals"""
     team_size: int = 2
     """players per team"""
     max_cycles: int = 300
-    """match length in steps"""
+    """match length in steps (a vmas or pettingzoo env: its episodes' time limit, by default the task's own:
+    BenchMARL's for VMAS, the env's `max_cycles` for PettingZoo)"""
     opponent: str = "team"
     """who plays red: a scripted bot (random, chaser, team), `self` (the policy plays both sides and
     learns from both), `league` (past selves, anchors and itself, with ratings: `marl_grpo.rl.league`),
@@ -219,12 +232,17 @@ class TrainConfig(RunConfig):
             raise ValueError(
                 f"num_envs={self.num_envs} must be a multiple of group_size={self.group_size} (>= 2) "
                 f"in {self.group_mode} mode")
-        if self.learner.uses_groups and not groups.copies_matches and self.team_size < 2:
+        if self.env == "soccer" and self.learner.uses_groups and not groups.copies_matches and self.team_size < 2:
             raise ValueError(f"group_mode={self.group_mode!r} with team_size={self.team_size} gives one-member groups "
                              "(every advantage 0): use team_size >= 2, or a branch or episode mode")
+        parse_env_spec(self.env)
+        parse_env_kwargs(self.env_kwargs)
+        if self.env != "soccer" and self.learner.uses_groups and self.reward_aggregation == "normalize_then_sum":
+            raise ValueError(f"reward_aggregation='normalize_then_sum' needs the soccer env's reward components, not "
+                             f"env={self.env!r}: use sum_then_normalize")
         if is_checkpoint_opponent(self.opponent):
             # refused before any training: a missing folder, an LLM checkpoint, other team sizes
-            check_opponent_checkpoint(self.opponent, SoccerConfig.from_kwargs(**self.env_kwargs()))
+            check_opponent_checkpoint(self.opponent, SoccerConfig.from_kwargs(**self.soccer_kwargs()))
 
     # ------------------------------------------------------------------ derived values
     @classmethod
@@ -256,7 +274,7 @@ class TrainConfig(RunConfig):
         """iterations of the budget (at least one)"""
         return max(1, self.total_env_steps // self.env_steps_per_iteration)
 
-    def env_kwargs(self) -> dict[str, Any]:
+    def soccer_kwargs(self) -> dict[str, Any]:
         return {"team_size": self.team_size, "max_cycles": self.max_cycles,
                 "reward_dist_to_ball": self.reward_dist_to_ball}
 

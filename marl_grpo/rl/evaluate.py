@@ -8,6 +8,7 @@ import torch
 
 from marl_grpo.agents import SoccerPolicy, make_bot
 from marl_grpo.envs import SoccerVecEnv
+from marl_grpo.envs.team import TeamVecEnv
 from marl_grpo.run.files import EVAL_SEED
 
 
@@ -71,3 +72,28 @@ def play_matches(policy: SoccerPolicy, env_kwargs: dict[str, Any], opponent: str
         "eval/goals_for": float(score[:, 0].mean()),
         "eval/goals_against": float(score[:, 1].mean()),
     }
+
+
+@torch.no_grad()
+def mean_return(policy: SoccerPolicy, env: TeamVecEnv, seed: int = EVAL_SEED,
+                deterministic: bool = False) -> dict[str, float]:
+    """The evaluation of a run on an env other than soccer (`--env vmas:...`): each of `env`'s B
+    copies plays one episode from a held-out seed (copy b: `seed + b`; training uses the run's
+    seed), the policy sampling with a generator of its own seeded with `seed` (or, deterministic,
+    taking its most likely action); returns the mean
+    over episodes of the agents' mean return, and its standard error."""
+    obs = env.reset(seed=seed)
+    act = policy_player(policy, seed, deterministic)
+    returns = torch.zeros(env.num_envs, device=env.device)
+    ended = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
+    for _ in range(env.max_steps):
+        obs, _, terminated, truncated, infos = env.step(act(obs))
+        new = (terminated | truncated) & ~ended
+        returns = torch.where(new, infos["episode_return"].mean(-1), returns)
+        ended |= new
+        if bool(ended.all()):
+            break
+    if not bool(ended.all()):
+        raise RuntimeError(f"{int((~ended).sum())} evaluation episode(s) did not end within max_steps={env.max_steps}")
+    sem = returns.std() / env.num_envs ** 0.5 if env.num_envs > 1 else torch.tensor(0.0)
+    return {"eval/return": float(returns.mean()), "eval/return_sem": float(sem)}

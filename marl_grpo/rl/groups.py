@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from marl_grpo.envs import SoccerVecEnv
+from marl_grpo.envs.team import TeamVecEnv
 
 
 class GroupMode:
@@ -41,7 +41,7 @@ class GroupMode:
         self.first_match = first_match
         """index of the env's first match in the run's whole batch (its slice under torchrun)"""
 
-    def start_segment(self, env: SoccerVecEnv) -> torch.Tensor | None:
+    def start_segment(self, env: TeamVecEnv) -> torch.Tensor | None:
         """Prepare the matches for the next segment; the new observations [B, N, D] if they changed."""
         return None
 
@@ -51,7 +51,7 @@ class GroupMode:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
-    def _block_sources(self, env: SoccerVecEnv) -> torch.Tensor:
+    def _block_sources(self, env: TeamVecEnv) -> torch.Tensor:
         return torch.arange(0, env.num_envs, self.group_size, device=env.device)
 
 
@@ -79,7 +79,7 @@ class BranchGroups(GroupMode):
     name = "branch"
     copies_matches = True
 
-    def start_segment(self, env: SoccerVecEnv) -> torch.Tensor:
+    def start_segment(self, env: TeamVecEnv) -> torch.Tensor:
         return env.branch(self._block_sources(env), self.group_size)
 
 
@@ -95,9 +95,12 @@ class EpisodeGroups(GroupMode):
         super().__init__(group_size, seed, first_match)
         self.episodes_started = 0
 
-    def start_segment(self, env: SoccerVecEnv) -> torch.Tensor:
-        env.reset(seed=self.seed + 7919 * (self.episodes_started + 1) + self.first_match)
+    def start_segment(self, env: TeamVecEnv) -> torch.Tensor:
+        seed = self.seed + 7919 * (self.episodes_started + 1) + self.first_match
         self.episodes_started += 1
+        if not env.can_branch:  # an env that cannot copy its state seeds each block's copies alike
+            return env.reset_blocks(seed, self.group_size)
+        env.reset(seed=seed)
         return env.branch(self._block_sources(env), self.group_size)
 
     def state_dict(self) -> dict[str, Any]:
@@ -128,22 +131,22 @@ class Groups:
         self.pools_teammates = any(m.pools_teammates for m in modes)
         self.whole_matches = any(m.whole_matches for m in modes)
 
-    def start_segment(self, env: SoccerVecEnv) -> torch.Tensor | None:
+    def start_segment(self, env: TeamVecEnv) -> torch.Tensor | None:
         obs = None
         for mode in self.modes:
             obs = mode.start_segment(env) if obs is None else obs
         return obs
 
     def group_ids(self, num_matches: int, team: torch.Tensor) -> torch.Tensor:
-        """[S] group id of each sequence m = b * C + c, from the team [C] (0 blue, 1 red) of each
-        controlled agent: the situation (the match, or its block of G copies) times the member
+        """[S] group id of each sequence m = b * C + c, from the team [C] (soccer: 0 blue, 1 red) of
+        each controlled agent: the situation (the match, or its block of G copies) times the member
         key (the team when teammates pool, else the slot)."""
         C, device = team.numel(), team.device
         match = torch.arange(num_matches, device=device).repeat_interleave(C)
         slot = torch.arange(C, device=device).repeat(num_matches)
         situation = match // self.group_size if self.copies_matches else match
         if self.pools_teammates:
-            return situation * 2 + team[slot]
+            return situation * max(2, int(team.max()) + 1) + team[slot]
         return situation * C + slot
 
     def state_dict(self) -> dict[str, Any]:

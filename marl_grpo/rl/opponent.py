@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from marl_grpo.agents import BOT_NAMES, PolicyOpponent, load_policy_opponent
-from marl_grpo.agents.checkpoint import check_compatible, read_config
+from marl_grpo.agents.checkpoint import check_compatible, read_config, soccer_env
 from marl_grpo.envs.config import SoccerConfig
 from marl_grpo.run.checkpoint import recover
 from marl_grpo.run.files import LLM_CONFIG_FILE
@@ -55,9 +55,11 @@ def read_soccer_checkpoint(path: str | os.PathLike, role: str, allowed: str) -> 
         raise ValueError(f"{role}={shown!r} is an LLM checkpoint (marl-grpo llm; score it with marl-grpo eval): "
                          f"expected {allowed}")
     try:
-        return read_config(path)
+        meta = read_config(path)
+        soccer_env(meta)
     except (FileNotFoundError, ValueError) as err:
         raise ValueError(f"{role}={shown!r} is not a usable soccer checkpoint: {err}") from None
+    return meta
 
 
 def check_opponent_checkpoint(path: str | os.PathLike, env_config: SoccerConfig) -> dict[str, Any]:

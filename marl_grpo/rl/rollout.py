@@ -74,14 +74,15 @@ class Collector:
             self.opponent.shard = shard
         self.record_state = record_state  # keep `env.state()` for a centralized critic
         self.record_components = record_components  # keep each reward component (normalize_then_sum)
-        n_blue, n = env.config.n_blue, env.num_agents
+        n = env.num_agents
+        n_blue = env.config.n_blue if opponent is not None else n  # only soccer has opponents
         device = env.device
         # self-play and league: the policy may control everyone, and learns from both sides
         self.controlled = torch.arange(n if self.opponent is None else n_blue, device=device)
         self.others = torch.arange(n_blue, n, device=device) if self.opponent is not None else None
         # whose episode returns and results are reported: blue against a league (the learner's side)
         self.reported = torch.arange(n_blue if self.league is not None else len(self.controlled), device=device)
-        self.team = (self.controlled >= n_blue).long()
+        self.team = torch.tensor(env.teams, device=device)[self.controlled]
         self.generator = torch.Generator(device=policy.device).manual_seed(seed)
         self.obs = env.reset(seed=seed + first_match)
 
@@ -129,12 +130,13 @@ class Collector:
             if bool(done.any()):
                 ended = done.nonzero()[:, 0]
                 episode_returns += infos["episode_return"][ended][:, self.reported].mean(1).tolist()
-                # blue's result (in self-play both sides are the policy, so this is just blue's view)
-                score = infos["final_score"][ended]
-                results = (score[:, 0] - score[:, 1]).sign().float().tolist()
-                episode_results += results
-                if self.league is not None:
-                    self.league.record(ended, results)
+                if "final_score" in infos:  # soccer
+                    # blue's result (in self-play both sides are the policy, so this is just blue's view)
+                    score = infos["final_score"][ended]
+                    results = (score[:, 0] - score[:, 1]).sign().float().tolist()
+                    episode_results += results
+                    if self.league is not None:
+                        self.league.record(ended, results)
         self.obs = obs
         return Segment(
             obs=torch.stack(obs_buf), actions=torch.stack(act_buf), logp=torch.stack(logp_buf),

@@ -11,6 +11,7 @@ rest (budget, cadence, logging, resume, the update step).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,7 +22,8 @@ from marl_grpo.agents import PolicyOpponent, SoccerPolicy, make_bot
 from marl_grpo.agents.checkpoint import load_policy, read_config, write_policy
 from marl_grpo.envs import SoccerVecEnv
 from marl_grpo.rl.config import TrainConfig
-from marl_grpo.rl.evaluate import play_matches
+from marl_grpo.envs.team import make_team_env, parse_env_kwargs
+from marl_grpo.rl.evaluate import mean_return, play_matches
 from marl_grpo.rl.exploiters import MainExploiter, exploiter_turn
 from marl_grpo.rl.groups import Groups
 from marl_grpo.rl.league import League
@@ -56,18 +58,24 @@ def make_collector(env: SoccerVecEnv, policy: SoccerPolicy, opponent: Any, learn
                      record_components=learner.uses_groups and cfg.reward_aggregation == "normalize_then_sum")
 
 
+def process_envs(cfg: TrainConfig, world: World) -> int:
+    """This process's share of `num_envs`, refused when it would split a GRPO group of copies."""
+    num_envs = world.split(cfg.num_envs, "num_envs")
+    if cfg.learner.uses_groups and cfg.groups.copies_matches and num_envs % cfg.group_size:
+        raise ValueError(f"num_envs={cfg.num_envs} over {world.world_size} processes gives {num_envs} matches "
+                         f"each, not a multiple of group_size={cfg.group_size}: a group must stay on one process")
+    return num_envs
+
+
 class SoccerTrainer(Trainer):
     """The game's side of a run: vector env, shared policy, opponent, learner and rollout."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device, checkpoint: Path | None, world: World = World()):
         self.cfg = cfg
-        num_envs = world.split(cfg.num_envs, "num_envs")
-        if cfg.learner.uses_groups and cfg.groups.copies_matches and num_envs % cfg.group_size:
-            raise ValueError(f"num_envs={cfg.num_envs} over {world.world_size} processes gives {num_envs} matches "
-                             f"each, not a multiple of group_size={cfg.group_size}: a group must stay on one process")
+        num_envs = process_envs(cfg, world)
         # cpu_threads="auto": the eager rules of a big batch run faster on fewer threads (SoccerEngine)
         self.env = env = SoccerVecEnv(num_envs=num_envs, device=device, compile=cfg.compile_env, cpu_threads="auto",
-                                      **cfg.env_kwargs())
+                                      **cfg.soccer_kwargs())
         # the fewest sequences a batch can have (a league's batch has blue's, plus red's against itself)
         sequences = num_envs * (env.num_agents if cfg.opponent == "self" else env.config.n_blue)
         if cfg.num_minibatches > sequences:
@@ -102,7 +110,7 @@ class SoccerTrainer(Trainer):
         cfg, device = self.cfg, self.env.device
         seed = cfg.seed + EXPLOITER_SEED_OFFSET * (index + 1)
         env = SoccerVecEnv(num_envs=self.env.num_envs, device=device, compile=cfg.compile_env, cpu_threads="auto",
-                           **cfg.env_kwargs())
+                           **cfg.soccer_kwargs())
         policy = copy.deepcopy(self.policy)
         learner = make_learner(policy, cfg, env)
         target = PolicyOpponent(copy.deepcopy(self.policy), seed + OPPONENT_SEED_OFFSET, name="learner")
@@ -132,6 +140,7 @@ class SoccerTrainer(Trainer):
         self.recent_returns = (self.recent_returns + segment.episode_returns)[-200:]
         if segment.episode_returns:
             scalars["charts/episodic_return"] = float(np.mean(segment.episode_returns))
+        if segment.episode_results:  # soccer
             scalars["charts/win_rate_train"] = float(np.mean([r > 0 for r in segment.episode_results]))
             # win + draw / 2 against the training opponent (a frozen checkpoint: the exploiter's score)
             scalars["charts/score_train"] = float(np.mean([(r + 1) / 2 for r in segment.episode_results]))
@@ -166,7 +175,7 @@ class SoccerTrainer(Trainer):
 
     def evaluate(self) -> dict[str, float]:
         cfg = self.cfg
-        return play_matches(self.policy, cfg.env_kwargs(), cfg.eval_opponent, cfg.eval_strength, cfg.eval_matches,
+        return play_matches(self.policy, cfg.soccer_kwargs(), cfg.eval_opponent, cfg.eval_strength, cfg.eval_matches,
                             seed=EVAL_SEED, compile_bot=cfg.compile_bots)
 
     def progress(self, scalars: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
@@ -212,6 +221,60 @@ class SoccerTrainer(Trainer):
                 **self.learner.num_parameters()}
 
 
+class EnvTrainer(SoccerTrainer):
+    """A run on another env than soccer (`--env vmas:<scenario>` or `pettingzoo:<module>:<function>`,
+    `marl_grpo.envs.team`): the same rollout, learners, update, checkpoints and logs, with the
+    policy controlling every agent (no opponent) and an MLP sized for the env; the evaluation is
+    the mean episode return on held-out seeds (`eval/return`), from the first iteration on."""
+
+    evaluate_first = True
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, checkpoint: Path | None, world: World = World()):
+        num_envs = process_envs(cfg, world)
+        kwargs = parse_env_kwargs(cfg.env_kwargs)
+        # the episodes' time limit: --max-cycles if given, else the task's own (the adapter's default)
+        max_steps = cfg.max_cycles if "max_cycles" in cfg.user_fields() else None
+        self.env = env = make_team_env(cfg.env, num_envs, device, cfg.seed, max_steps=max_steps, **kwargs)
+        self.cfg = cfg = dataclasses.replace(cfg, max_cycles=env.max_steps)
+        self.eval_env = make_team_env(cfg.env, cfg.eval_matches, device, EVAL_SEED, max_steps=env.max_steps, **kwargs)
+        if cfg.learner.uses_groups:
+            check_groups(cfg, env)
+        self.policy = SoccerPolicy(env.obs_dim, hidden=cfg.hidden, num_actions=env.num_actions, device=device)
+        self.learner = cfg.learner(self.policy, cfg, env)
+        self.league, self.opponent, self.exploiters = None, None, []
+        self.collector = make_collector(env, self.policy, None, self.learner, cfg, world)
+        self.optimizer, self.parameters = self.learner.optimizer, self.learner.parameters
+        if checkpoint is not None:
+            saved, _ = load_policy(checkpoint, device=device)
+            self.policy.load_state_dict(saved.state_dict())
+        self.recent_returns = []
+        self.env_meta = {"name": cfg.env, "kwargs": kwargs, "num_agents": env.num_agents, "num_actions": env.num_actions,
+                         "max_steps": env.max_steps}
+
+    def evaluate(self) -> dict[str, float]:
+        return mean_return(self.policy, self.eval_env, seed=EVAL_SEED)
+
+    def progress(self, scalars: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
+        ret = np.mean(self.recent_returns) if self.recent_returns else 0.0
+        return {"ret": f"{ret:.2f}", "eval": f"{last_eval.get('eval/return', float('nan')):.2f}"}
+
+    def write_checkpoint(self, folder: Path) -> None:
+        write_policy(folder, self.policy, self.env_meta, self.cfg.to_dict())
+
+
+def check_groups(cfg: TrainConfig, env: Any) -> None:
+    """Refuse, in one line, a GRPO group mode that `env` cannot form: branch without a state copy,
+    team with one agent per team (every advantage 0)."""
+    groups = cfg.groups
+    if groups.copies_matches and not groups.whole_matches and not env.can_branch:
+        raise ValueError(f"group_mode={cfg.group_mode!r} needs copies of an env's state, which env={cfg.env!r} "
+                         "cannot make: use team or episode (or their combination, episode+team)")
+    sizes = np.bincount(np.asarray(env.teams))
+    if groups.pools_teammates and not groups.copies_matches and sizes.max() < 2:
+        raise ValueError(f"group_mode={cfg.group_mode!r} with env={cfg.env!r}, whose teams have one agent each, gives "
+                         "one-member groups (every advantage 0): use episode, or branch where the env can copy")
+
+
 def train(cfg: TrainConfig, on_iteration: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a GRPO or PPO training run; returns the last evaluation and timing figures."""
-    return run_training(SoccerTrainer, cfg, on_iteration)
+    return run_training(SoccerTrainer if cfg.env == "soccer" else EnvTrainer, cfg, on_iteration)

@@ -82,7 +82,7 @@ def run_study(study: GroupModeStudy) -> list[dict]:
                                       **combo)
             result = train(cfg)
             policy, _ = load_policy(f"{result['run_dir']}/{CHECKPOINT_DIR}", device=cfg.device)
-            final = play_matches(policy, cfg.env_kwargs(), "team", 1.0, study.final_matches, seed=STUDY_EVAL_SEED)
+            final = play_matches(policy, cfg.soccer_kwargs(), "team", 1.0, study.final_matches, seed=STUDY_EVAL_SEED)
             finals.append({**final, "env_steps": result["global_step"], "minutes": result["wall_time"] / 60})
             print(f"{cfg.name}: win {final['eval/win_rate']:.1%}  draw {final['eval/draw_rate']:.1%}"
                   f"  goal diff {final['eval/goal_diff']:+.2f}  ({result['global_step']} env steps, "

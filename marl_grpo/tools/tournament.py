@@ -45,7 +45,7 @@ import tyro
 from tqdm import tqdm
 
 from marl_grpo.agents import BOT_NAMES, SoccerPolicy, make_bot
-from marl_grpo.agents.checkpoint import load_policy, read_config
+from marl_grpo.agents.checkpoint import load_policy, read_config, soccer_env
 from marl_grpo.envs import SoccerConfig, SoccerVecEnv
 from marl_grpo.envs.backend import resolve_device
 from marl_grpo.run.config import check_int
@@ -239,7 +239,7 @@ def parse_bots(spec: str) -> list[Entrant]:
 
 
 def _sizes(meta: dict[str, Any]) -> tuple[int, int]:
-    env = meta["env"]
+    env = soccer_env(meta)
     return env.get("blue_size") or env["team_size"], env.get("red_size") or env["team_size"]
 
 
