@@ -120,7 +120,7 @@ def _fetch_model(argv: list[str]) -> None:
 
 
 def _compare(argv: list[str]) -> None:
-    from marl_grpo.tools.compare import COMPARE_PRESETS, run_compare
+    from marl_grpo.tools.compare import COMPARE_PRESETS, final_line, run_compare
 
     cfg = parse_with_preset(argv, COMPARE_PRESETS, "2v2", "marl-grpo compare",
                             "GRPO against the PPO-with-critic baseline over several seeds, same budget.")
@@ -131,7 +131,7 @@ def _compare(argv: list[str]) -> None:
     print((root / "compare.md").read_text())
     print(f"plot: {root / 'compare.png'}; curves: tensorboard --logdir {root}")
     for algo, row in summary.items():
-        print(f"{algo}: final win rate {row['final_win_rate']:.1%} ± {row['final_win_rate_ci']:.1%}")
+        print(final_line(algo, row))
 
 
 def _study(argv: list[str]) -> None:

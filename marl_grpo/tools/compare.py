@@ -4,6 +4,7 @@
     marl-grpo compare --name big --jobs 4 --train.threads 4 --train.total-env-steps 40000000
     marl-grpo compare --name 2v2 --report-only         # redraw compare.png / compare.md
     marl-grpo compare --algo-args.grpo="--group-size 16"   # one algorithm's own options
+    marl-grpo compare --name nav --train.env vmas:navigation --train.env-kwargs n_agents=2
     tensorboard --logdir runs/compare-2v2              # the curves overlay
 
 Both algorithms get the same env, opponent, budget in env steps and every shared setting (the
@@ -25,6 +26,16 @@ The report is read back from the TensorBoard event files (what you see is what w
   env-step budget and of the wall time (in `compare.md` and `compare.json`);
 - `compare_profile.png`: the performance profile at the end of the budget, the fraction of runs
   whose final win rate is above each threshold, with bootstrap bands.
+
+On another env than soccer (`--train.env vmas:...` or `pettingzoo:...`, docs/other-envs.md) the
+runs log no win rate: the report's metric is `eval/return`, the mean episode return on held-out
+seeds (any sign and scale), in place of `eval/win_rate` everywhere above (`METRICS`; with
+`--report-only` it is the one of the env the runs' result.json names). Its numbers are printed
+with two decimals, the rows "to 50% / 80% wins" are left out (a return has no fixed scale to put
+thresholds on), the profile's thresholds span the observed final returns and the curves have no
+fixed y range. `compare.json` names its keys after the metric, `final_<key>`, `final_<key>_ci`,
+`final_<key>s`, `final_<key>_mean`, `final_<key>_iqm` with `<key>` `win_rate` or `return`
+(`steps_to_50%` ... only for the win rate); `at` and `improvement` are the same for both.
 """
 
 from __future__ import annotations
@@ -37,14 +48,15 @@ import queue
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
+from marl_grpo.agents.checkpoint import read_config
 from marl_grpo.rl import ALGOS, LEARNERS, PRESETS, TrainConfig, preset, train
 from marl_grpo.run.checkpoint import load_trainer_state
-from marl_grpo.run.config import check_int
+from marl_grpo.run.config import check_int, resume_config
 from marl_grpo.run.files import CHECKPOINT_DIR, RESULT_FILE
 from marl_grpo.run.presets import parse_config, pick_preset
 from marl_grpo.tools import stats
@@ -57,6 +69,44 @@ FRACTIONS = (0.25, 0.5, 1.0)
 """fractions of the env-step and wall-time budget where the aggregate statistics are reported"""
 BOOTSTRAP_REPS = 2000
 """bootstrap replicates of every interval of the report (fixed seed 0: a redrawn report is the same)"""
+
+
+class Metric(NamedTuple):
+    """What the report compares the runs on: one evaluation tag and how to show it."""
+
+    tag: str
+    """the TensorBoard tag of the evaluation"""
+    key: str
+    """its name in compare.json's keys (`final_<key>`, ...)"""
+    label: str
+    """its name in the table and the plots"""
+    axis: str
+    """the y-axis label of its curves"""
+    profile_axis: str
+    """the x-axis label of its performance profile (the thresholds τ)"""
+    fmt: str
+    """format of a mean or an interval bound"""
+    seed_fmt: str
+    """format of one seed's value"""
+    thresholds: tuple[float, ...]
+    """values whose first reach (env steps, wall time) the table gives"""
+    ylim: tuple[float, float] | None
+    """fixed y range of its curves, and of the profile's thresholds (None: matplotlib's, and the
+    thresholds span the observed final values)"""
+
+
+METRICS = {
+    "win_rate": Metric("eval/win_rate", "win_rate", "win rate", "win rate vs the evaluation bot",
+                       "win rate τ against the evaluation bot", ".1%", ".0%", THRESHOLDS, (-0.02, 1.02)),
+    "return": Metric("eval/return", "return", "return", "mean episode return (held-out seeds)",
+                     "mean episode return τ (held-out seeds)", ".2f", ".2f", (), None),
+}
+"""the soccer runs' win rate against the evaluation bot, and another env's mean episode return"""
+
+
+def metric_for(env: str) -> Metric:
+    """The metric the runs on `env` (a `TrainConfig.env`) are compared on."""
+    return METRICS["win_rate" if env == "soccer" else "return"]
 
 
 def _compare_train(**overrides: Any) -> TrainConfig:
@@ -121,16 +171,20 @@ def run_configs(cfg: CompareConfig) -> list[TrainConfig]:
     cfg.validate()
     root = Path(cfg.train.log_dir) / f"compare-{cfg.name}"
     threads = max(1, cfg.train.threads // min(cfg.jobs, cfg.seeds * len(cfg.algos)))
+    # the settings of the env that the user changed count as given: --max-cycles then overrides the
+    # task's own time limit, and a soccer option with another env (or --env-kwargs with soccer) is refused
+    env_fields = {"max_cycles", *(name for row in TrainConfig.USED_BY if row.setting == "env" for name in row.fields)}
+    given = cfg.train.user_fields() & env_fields
     runs = []
     for algo in cfg.algos:
         options = cfg.algo_args.get(algo, "")
         extra = shlex.split(options)
         for seed in range(1, cfg.seeds + 1):
             # the shared settings go to every run, so one that this algorithm does not read is not
-            # refused here (given=frozenset()); its own options (algo_args) are checked as given
+            # refused here (not given); its own options (algo_args) are checked as given
             base = dataclasses.replace(cfg.train, algo=algo, seed=seed, name=f"{algo}_seed{seed}",
                                        log_dir=str(root), threads=threads, progress=False, resume=False,
-                                       given=frozenset())
+                                       given=given)
             if extra:
                 try:
                     base = parse_config(TrainConfig, extra, f"--algo-args.{algo}", default=base)
@@ -139,23 +193,29 @@ def run_configs(cfg: CompareConfig) -> list[TrainConfig]:
                                      f"(see marl-grpo train --help): {err}") from None
                 if base.algo != algo:
                     raise ValueError(f"--algo-args.{algo} may not change the algorithm (got --algo {base.algo})")
+                base.given = base.given | given
             runs.append(base)
     return runs
 
 
 def train_command(cfg: TrainConfig, base: str | None = None) -> str:
     """The `marl-grpo train` command line of `cfg`: `--preset base` (default: the preset `cfg` came
-    from, else 2v2) and every field that differs from that preset (parsing it gives `cfg` back)."""
+    from, else 2v2) and every field that differs from that preset (parsing it gives `cfg` back),
+    but those this run does not read (`TrainConfig.USED_BY`: a shared GRPO option in a PPO run),
+    which `marl-grpo train` would refuse."""
     base = base or (cfg.preset if cfg.preset in PRESETS else "2v2")
     default = PRESETS[base]
+    unread = {name for row in cfg.USED_BY if not row.used(cfg) for name in row.fields}
     args = ["marl-grpo", "train", "--preset", base]
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if not f.compare or value == getattr(default, f.name):  # compare=False: `preset`, `given`, not settings
+        if not f.compare or value == getattr(default, f.name) or f.name in unread:  # compare=False: not settings
             continue
         flag = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
             args.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, tuple):  # --env-kwargs N=3 max_cycles=25
+            args += [flag, *map(str, value)]
         else:
             args += [flag, str(value)]
     return shlex.join(args)
@@ -166,8 +226,10 @@ def _run_one(cfg: TrainConfig, progress: Any) -> dict[str, Any]:
     run_dir = Path(cfg.log_dir) / cfg.name
     ckpt = run_dir / CHECKPOINT_DIR
     if ckpt.exists():
-        if (run_dir / RESULT_FILE).exists() and \
-                load_trainer_state(ckpt)["iteration"] >= cfg.iterations:
+        # the iterations of the run as it was saved: another env's episode length (and so the
+        # iteration's env steps) is known only once the env is made
+        if (run_dir / RESULT_FILE).exists() and load_trainer_state(ckpt)["iteration"] >= \
+                resume_config(cfg, read_config(ckpt).get("train", {}), cfg.given).iterations:
             result = json.loads((run_dir / RESULT_FILE).read_text())
             progress.put((cfg.name, result["global_step"]))
             return result
@@ -186,7 +248,10 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     if not cfg.report_only:
         root.mkdir(parents=True, exist_ok=True)
         (root / "compare_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
-        budget = {r.name: r.iterations * r.env_steps_per_iteration for r in runs}
+        # another env's episode length, hence its steps per iteration, is known once it is made: its bar
+        # counts to the budget in env steps, the runs' last iteration rounding it
+        budget = {r.name: r.iterations * r.env_steps_per_iteration if r.env == "soccer" else r.total_env_steps
+                  for r in runs}
         done = dict.fromkeys(budget, 0)
         context = multiprocessing.get_context("spawn")
         with context.Manager() as manager, futures.ProcessPoolExecutor(
@@ -211,7 +276,8 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
                     done[name] = budget[name]
             bar.update(sum(done.values()) - bar.n)
             bar.close()
-    return write_report(root, cfg.algos)
+    # report only: the runs' own env decides (the command line's --train.env may be left at soccer)
+    return write_report(root, cfg.algos, None if cfg.report_only else metric_for(cfg.train.env))
 
 
 # --------------------------------------------------------------------------- report
@@ -252,27 +318,44 @@ def _first_reach(steps: np.ndarray, values: np.ndarray, threshold: float) -> flo
     return float(steps[hit[0]]) if hit.size else float("nan")
 
 
-def load_runs(root: Path, algos: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
-    """Every finished run under `root`, per algorithm: its logged curves and its result.json."""
+def _finished_runs(root: Path, algos: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """(algorithm, folder) of every run under `root` that wrote its result.json, in seed order."""
+    return [(algo, run_dir) for algo in algos
+            for run_dir in sorted(root.glob(f"{algo}_seed*"), key=lambda p: int(p.name.rsplit("seed", 1)[1]))
+            if (run_dir / RESULT_FILE).exists()]
+
+
+def saved_metric(root: Path, algos: tuple[str, ...]) -> Metric:
+    """The metric of the env that the finished runs under `root` name in their result.json
+    (`config.env`; soccer where a result has none); an error if they name several."""
+    envs = {json.loads((run_dir / RESULT_FILE).read_text()).get("config", {}).get("env", "soccer")
+            for _, run_dir in _finished_runs(root, algos)}
+    if len(envs) > 1:
+        raise ValueError(f"the runs under {str(root)!r} trained on several envs, {sorted(envs)}: "
+                         "compare runs of one env (one --name per env)")
+    return metric_for(envs.pop() if envs else "soccer")
+
+
+def load_runs(root: Path, algos: tuple[str, ...],
+              metric: Metric = METRICS["win_rate"]) -> dict[str, list[dict[str, Any]]]:
+    """Every finished run under `root`, per algorithm: its logged curves (`score`: the metric's) and
+    its result.json."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for algo in algos:
-        for run_dir in sorted(root.glob(f"{algo}_seed*"), key=lambda p: int(p.name.rsplit("seed", 1)[1])):
-            if not (run_dir / RESULT_FILE).exists():
-                continue
-            steps, win = read_scalars(run_dir, "eval/win_rate")
-            wall_steps, wall = read_scalars(run_dir, "eval/wall_time")
-            ret_steps, ret = read_scalars(run_dir, "charts/episodic_return")
-            if steps.size == 0:
-                continue
-            wall_at = dict(zip(wall_steps, wall))
-            found.setdefault(algo, []).append({
-                "name": run_dir.name, "steps": steps, "win": win,
-                "wall": np.array([wall_at.get(s, np.nan) for s in steps]),
-                "ret_steps": ret_steps, "ret": ret,
-                "result": json.loads((run_dir / RESULT_FILE).read_text()),
-            })
+    for algo, run_dir in _finished_runs(root, algos):
+        steps, score = read_scalars(run_dir, metric.tag)
+        wall_steps, wall = read_scalars(run_dir, "eval/wall_time")
+        ret_steps, ret = read_scalars(run_dir, "charts/episodic_return")
+        if steps.size == 0:
+            continue
+        wall_at = dict(zip(wall_steps, wall))
+        found.setdefault(algo, []).append({
+            "name": run_dir.name, "steps": steps, "score": score,
+            "wall": np.array([wall_at.get(s, np.nan) for s in steps]),
+            "ret_steps": ret_steps, "ret": ret,
+            "result": json.loads((run_dir / RESULT_FILE).read_text()),
+        })
     if not found:
-        raise FileNotFoundError(f"no finished runs of {algos} under {str(root)!r}")
+        raise FileNotFoundError(f"no finished runs of {algos} with {metric.tag} logged under {str(root)!r}")
     return found
 
 
@@ -288,9 +371,10 @@ def _value_at(xs: np.ndarray, ys: np.ndarray, x: float) -> float:
 
 def aggregate_statistics(runs: dict[str, list[dict[str, Any]]], reps: int = BOOTSTRAP_REPS,
                          seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Per algorithm, the win rates of its seeds at 25%, 50% and 100% (`FRACTIONS`) of the common
-    env-step budget (`steps_25%`, ...) and of the common wall time (`wall_25%`, ...), where the
-    common budget is the shortest run's last evaluation, so that every run has a value there:
+    """Per algorithm, the scores (win rates or returns: `load_runs`) of its seeds at 25%, 50% and
+    100% (`FRACTIONS`) of the common env-step budget (`steps_25%`, ...) and of the common wall time
+    (`wall_25%`, ...), where the common budget is the shortest run's last evaluation, so that every
+    run has a value there:
 
     `{"at": {key: {"x", "runs", "mean": {point, low, high}, "iqm": {...}}},
       "improvement": {other_algo: {key: {point, low, high}}}}`
@@ -310,21 +394,21 @@ def aggregate_statistics(runs: dict[str, list[dict[str, Any]]], reps: int = BOOT
                                       for algo in runs}
     names = list(runs)
     for key, (axis, x) in points.items():
-        wins = {}
+        scores = {}
         for algo, seeds in runs.items():
-            values = np.array([_value_at(s[axis], s["win"], x) for s in seeds])
-            wins[algo] = values[np.isfinite(values)]
-            entry: dict[str, Any] = {"x": x, "runs": int(wins[algo].size)}
-            if wins[algo].size:
-                entry["mean"] = stats.stratified_bootstrap_ci(wins[algo], stats.mean, reps, seed=seed).as_dict()
-                entry["iqm"] = stats.stratified_bootstrap_ci(wins[algo], stats.iqm, reps, seed=seed).as_dict()
+            values = np.array([_value_at(s[axis], s["score"], x) for s in seeds])
+            scores[algo] = values[np.isfinite(values)]
+            entry: dict[str, Any] = {"x": x, "runs": int(scores[algo].size)}
+            if scores[algo].size:
+                entry["mean"] = stats.stratified_bootstrap_ci(scores[algo], stats.mean, reps, seed=seed).as_dict()
+                entry["iqm"] = stats.stratified_bootstrap_ci(scores[algo], stats.iqm, reps, seed=seed).as_dict()
             out[algo]["at"][key] = entry
         for i, first in enumerate(names):
             for second in names[i + 1:]:
-                if not (wins[first].size and wins[second].size):
+                if not (scores[first].size and scores[second].size):
                     out[first]["improvement"][second][key] = out[second]["improvement"][first][key] = None
                     continue
-                poi = stats.probability_of_improvement_ci(wins[first], wins[second], reps, seed=seed)
+                poi = stats.probability_of_improvement_ci(scores[first], scores[second], reps, seed=seed)
                 out[first]["improvement"][second][key] = poi.as_dict()
                 # P(Y > X) = 1 - P(X > Y) with ties counted 1/2, replicate by replicate
                 out[second]["improvement"][first][key] = {"point": 1.0 - poi.point, "low": 1.0 - poi.high,
@@ -332,20 +416,27 @@ def aggregate_statistics(runs: dict[str, list[dict[str, Any]]], reps: int = BOOT
     return out
 
 
-def _draw_profile(root: Path, finals: dict[str, np.ndarray], reps: int = BOOTSTRAP_REPS) -> None:
-    """`compare_profile.png`: the fraction of runs whose final win rate is above each threshold
-    (the run-score distribution of Agarwal et al. 2021), with 95% stratified-bootstrap bands."""
+def _draw_profile(root: Path, finals: dict[str, np.ndarray], metric: Metric, reps: int = BOOTSTRAP_REPS) -> None:
+    """`compare_profile.png`: the fraction of runs whose final score is above each threshold
+    (the run-score distribution of Agarwal et al. 2021), with 95% stratified-bootstrap bands; the
+    thresholds span [0, 1] for a win rate, the observed final values for a return (no fixed scale)."""
     import matplotlib.pyplot as plt
 
-    taus = np.linspace(0.0, 1.0, 101)
+    low, high = 0.0, 1.0
+    if metric.ylim is None:
+        observed = np.concatenate(list(finals.values()))
+        low, high = observed.min(), observed.max()
+        if low == high:  # every run ended on one value: a unit range around it shows the step
+            low, high = low - 0.5, high + 0.5
+    taus = np.linspace(low, high, 101)
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for algo, values in finals.items():
         color = LEARNERS[algo].color if algo in LEARNERS else None
         band = stats.performance_profile_bands(values, taus, reps)
         ax.step(taus, band.point, where="post", color=color, label=f"{algo.upper()} ({values.size} runs)")
         ax.fill_between(taus, band.low, band.high, step="post", color=color, alpha=0.2)
-    ax.set_xlabel("win rate τ against the evaluation bot")
-    ax.set_ylabel("fraction of runs with final win rate > τ")
+    ax.set_xlabel(metric.profile_axis)
+    ax.set_ylabel(f"fraction of runs with final {metric.label} > τ")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
@@ -355,23 +446,25 @@ def _draw_profile(root: Path, finals: dict[str, np.ndarray], reps: int = BOOTSTR
     plt.close(fig)
 
 
-def write_report(root: Path, algos: tuple[str, ...]) -> dict[str, Any]:
+def write_report(root: Path, algos: tuple[str, ...], metric: Metric | None = None) -> dict[str, Any]:
     """Write `compare.png`, `compare_profile.png`, `compare.md` and `compare.json` into `root`;
-    return the table's numbers (per algorithm; `aggregate_statistics` adds `at` and `improvement`)."""
+    return the table's numbers (per algorithm; `aggregate_statistics` adds `at` and `improvement`).
+    `metric`: what the runs are compared on (None: the one of the env the runs name, `saved_metric`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = load_runs(root, algos)
+    metric = saved_metric(root, algos) if metric is None else metric
+    runs = load_runs(root, algos, metric)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     summary: dict[str, Any] = {}
     for algo, seeds in runs.items():
         color = LEARNERS[algo].color if algo in LEARNERS else None
         label = f"{algo.upper()} ({len(seeds)} seeds)"
         panels = [
-            (axes[0], [s["steps"] for s in seeds], [s["win"] for s in seeds]),
-            (axes[1], [s["wall"] / 60 for s in seeds], [s["win"] for s in seeds]),
+            (axes[0], [s["steps"] for s in seeds], [s["score"] for s in seeds]),
+            (axes[1], [s["wall"] / 60 for s in seeds], [s["score"] for s in seeds]),
             (axes[2], [s["ret_steps"] for s in seeds], [s["ret"] for s in seeds]),
         ]
         for ax, xs, ys in panels:
@@ -381,17 +474,18 @@ def write_report(root: Path, algos: tuple[str, ...]) -> dict[str, Any]:
             mean, half = mean_ci(values)
             ax.plot(grid, mean, color=color, label=label)
             ax.fill_between(grid, mean - half, mean + half, color=color, alpha=0.2)
-        finals = np.array([s["win"][-1] for s in seeds])
+        finals = np.array([s["score"][-1] for s in seeds])
         final_mean, final_half = mean_ci(finals)
-        row: dict[str, Any] = {"seeds": len(seeds), "final_win_rate": float(final_mean),
-                               "final_win_rate_ci": float(final_half), "final_win_rates": finals.tolist(),
-                               "final_win_rate_mean": stats.stratified_bootstrap_ci(finals, stats.mean,
-                                                                                    BOOTSTRAP_REPS).as_dict(),
-                               "final_win_rate_iqm": stats.stratified_bootstrap_ci(finals, stats.iqm,
-                                                                                   BOOTSTRAP_REPS).as_dict()}
-        for threshold in THRESHOLDS:
-            steps = np.array([_first_reach(s["steps"], s["win"], threshold) for s in seeds])
-            walls = np.array([_first_reach(s["wall"], s["win"], threshold) for s in seeds])
+        final = f"final_{metric.key}"
+        row: dict[str, Any] = {"seeds": len(seeds), final: float(final_mean),
+                               f"{final}_ci": float(final_half), f"{final}s": finals.tolist(),
+                               f"{final}_mean": stats.stratified_bootstrap_ci(finals, stats.mean,
+                                                                              BOOTSTRAP_REPS).as_dict(),
+                               f"{final}_iqm": stats.stratified_bootstrap_ci(finals, stats.iqm,
+                                                                             BOOTSTRAP_REPS).as_dict()}
+        for threshold in metric.thresholds:
+            steps = np.array([_first_reach(s["steps"], s["score"], threshold) for s in seeds])
+            walls = np.array([_first_reach(s["wall"], s["score"], threshold) for s in seeds])
             row[f"steps_to_{threshold:.0%}"] = steps.tolist()
             row[f"wall_to_{threshold:.0%}"] = walls.tolist()
         for key in ("agent_steps_per_s", "peak_memory_mb", "wall_time", "global_step"):
@@ -399,26 +493,34 @@ def write_report(root: Path, algos: tuple[str, ...]) -> dict[str, Any]:
         first = seeds[0]["result"]
         row["parameters"] = {k: v for k, v in first.items() if k.endswith("_parameters")}
         summary[algo] = row
-    titles = ["eval/win_rate vs env steps", "eval/win_rate vs wall-clock time", "charts/episodic_return"]
+    titles = [f"{metric.tag} vs env steps", f"{metric.tag} vs wall-clock time", "charts/episodic_return"]
     xlabels = ["env steps (match-steps)", "wall-clock minutes (evaluation included)", "env steps (match-steps)"]
     for ax, title, xlabel in zip(axes, titles, xlabels):
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
-    axes[0].set_ylabel("win rate vs the evaluation bot")
-    axes[0].set_ylim(-0.02, 1.02)
-    axes[1].set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel(metric.axis)
+    if metric.ylim is not None:
+        axes[0].set_ylim(*metric.ylim)
+        axes[1].set_ylim(*metric.ylim)
     fig.suptitle(f"{root.name}: mean and 95% interval over seeds")
     fig.tight_layout()
     fig.savefig(root / "compare.png", dpi=90)
     plt.close(fig)
-    _draw_profile(root, {algo: np.array(row["final_win_rates"]) for algo, row in summary.items()})
+    _draw_profile(root, {algo: np.array(row[f"final_{metric.key}s"]) for algo, row in summary.items()}, metric)
     for algo, extra in aggregate_statistics(runs).items():
         summary[algo].update(extra)
-    (root / "compare.md").write_text(_table(summary))
+    (root / "compare.md").write_text(_table(summary, metric))
     (root / "compare.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def final_line(algo: str, row: dict[str, Any]) -> str:
+    """One algorithm's final score (mean ± 95% interval) in one line, from its row of `write_report`."""
+    metric = next(m for m in METRICS.values() if f"final_{m.key}" in row)
+    final = f"final_{metric.key}"
+    return f"{algo}: final {metric.label} {row[final]:{metric.fmt}} ± {row[f'{final}_ci']:{metric.fmt}}"
 
 
 def _reach_cell(values: list[float], scale: float, unit: str) -> str:
@@ -428,7 +530,7 @@ def _reach_cell(values: list[float], scale: float, unit: str) -> str:
     return f"{np.mean(reached) / scale:.1f}{unit} ({len(reached)}/{len(values)} seeds)"
 
 
-def _table(summary: dict[str, Any]) -> str:
+def _table(summary: dict[str, Any], metric: Metric = METRICS["win_rate"]) -> str:
     lines = ["| | " + " | ".join(a.upper() for a in summary) + " |", "|---" * (len(summary) + 1) + "|"]
 
     def add(label: str, cells: list[str]) -> None:
@@ -436,14 +538,13 @@ def _table(summary: dict[str, Any]) -> str:
 
     rows = list(summary.values())
     add("seeds", [str(r["seeds"]) for r in rows])
-    add("final win rate (mean ± 95% CI)", [f"{r['final_win_rate']:.1%} ± {r['final_win_rate_ci']:.1%}" for r in rows])
-    add("final win rate per seed", [", ".join(f"{v:.0%}" for v in r["final_win_rates"]) for r in rows])
-    if all("final_win_rate_iqm" in r for r in rows):
-        add("final win rate, mean [95% bootstrap CI]",
-            [stats.format_interval(r["final_win_rate_mean"], ".1%") for r in rows])
-        add("final win rate, IQM [95% bootstrap CI]",
-            [stats.format_interval(r["final_win_rate_iqm"], ".1%") for r in rows])
-    for threshold in THRESHOLDS:
+    final, label, fmt = f"final_{metric.key}", f"final {metric.label}", metric.fmt
+    add(f"{label} (mean ± 95% CI)", [f"{r[final]:{fmt}} ± {r[f'{final}_ci']:{fmt}}" for r in rows])
+    add(f"{label} per seed", [", ".join(f"{v:{metric.seed_fmt}}" for v in r[f"{final}s"]) for r in rows])
+    if all(f"{final}_iqm" in r for r in rows):
+        add(f"{label}, mean [95% bootstrap CI]", [stats.format_interval(r[f"{final}_mean"], fmt) for r in rows])
+        add(f"{label}, IQM [95% bootstrap CI]", [stats.format_interval(r[f"{final}_iqm"], fmt) for r in rows])
+    for threshold in metric.thresholds:
         add(f"env steps to {threshold:.0%} wins", [_reach_cell(r[f"steps_to_{threshold:.0%}"], 1e6, "M") for r in rows])
         add(f"wall time to {threshold:.0%} wins", [_reach_cell(r[f"wall_to_{threshold:.0%}"], 60, " min") for r in rows])
     add("env steps per run", [f"{r['global_step'] / 1e6:.1f}M" for r in rows])
@@ -452,17 +553,17 @@ def _table(summary: dict[str, Any]) -> str:
     add("parameters", [", ".join(f"{k.split('_')[0]} {v:,}" for k, v in r["parameters"].items()) for r in rows])
     add("peak memory", [f"{r['peak_memory_mb']:.0f} MB" for r in rows])
     if all("at" in r for r in rows):
-        lines += ["", *_aggregate_table(summary)]
+        lines += ["", *_aggregate_table(summary, metric)]
     return "\n".join(lines) + "\n"
 
 
-def _aggregate_table(summary: dict[str, Any]) -> list[str]:
-    """The win rates' IQM and mean with intervals, and P(A > B) for each pair, at each budget point."""
+def _aggregate_table(summary: dict[str, Any], metric: Metric) -> list[str]:
+    """The scores' IQM and mean with intervals, and P(A > B) for each pair, at each budget point."""
     names = list(summary)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     header = ["budget point", *(f"{a.upper()} IQM" for a in names), *(f"{a.upper()} mean" for a in names),
               *(f"P({a.upper()} > {b.upper()})" for a, b in pairs)]
-    lines = ["Aggregate statistics (Agarwal et al., NeurIPS 2021): the seeds' win rates at a fraction of the "
+    lines = [f"Aggregate statistics (Agarwal et al., NeurIPS 2021): the seeds' {metric.label}s at a fraction of the "
              "common budget (the shortest run's last evaluation), interquartile mean (IQM) and mean with 95% "
              f"stratified-bootstrap intervals ({BOOTSTRAP_REPS} replicates), and the probability that a run of "
              "one algorithm beats a run of the other there (ties 1/2).", "",
@@ -480,7 +581,7 @@ def _aggregate_table(summary: dict[str, Any]) -> list[str]:
         else:
             cells = [f"{fraction} of env steps ({x / 1e6:.2f}M)" if x >= 1e6 else f"{fraction} of env steps ({x:,.0f})"]
         for stat in ("iqm", "mean"):
-            cells += [cell(summary[a]["at"][key].get(stat), ".1%") for a in names]
+            cells += [cell(summary[a]["at"][key].get(stat), metric.fmt) for a in names]
         cells += [cell(summary[a]["improvement"][b][key], ".2f") for a, b in pairs]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
