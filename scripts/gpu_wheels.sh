@@ -110,9 +110,14 @@ while queue:
         done_cmd = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
         if not done_cmd.returncode:
             break
-    if done_cmd.returncode:
-        sys.exit(f"gpu_wheels: pip download {spec} failed:\n" + "\n".join(
-            line for line in done_cmd.stderr.splitlines() if not line.startswith("WARNING: Location")))
+    if done_cmd.returncode:  # no wheel on the index (vmas, gym ship sdists only): build one, if it is pure Python
+        built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", whl_dir, specs[-1]],
+                               stderr=subprocess.PIPE, text=True)
+        pure = built.returncode == 0 and glob.glob(os.path.join(whl_dir, f"{name.replace('-', '_')}-*-none-any.whl"))
+        if not pure:
+            sys.exit(f"gpu_wheels: pip download {spec} failed, and no pure-Python wheel could be built:\n" + "\n".join(
+                line for line in (done_cmd.stderr + built.stderr).splitlines()
+                if not line.startswith("WARNING: Location")))
     wheel = wheel_of(name)
     print(f"  {os.path.basename(wheel)}  ({os.path.getsize(wheel) / 2**20:.1f} MiB; for {req})")
     queue += [(r, ()) for r in requires(wheel, tuple(req.extras))]
