@@ -220,9 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         algo, task, seed, frames, out = args.run_benchmarl
         run_benchmarl(algo, task, int(seed), int(frames), Path(out))
         return
-    if args.frames % FRAMES_PER_BATCH or args.frames < EVAL_EVERY_FRAMES:
-        parser.error(f"--frames {args.frames}: expected a multiple of {FRAMES_PER_BATCH} of at least "
-                     f"{EVAL_EVERY_FRAMES} (one evaluation)")
+    if args.frames % EVAL_EVERY_FRAMES or args.frames < EVAL_EVERY_FRAMES:  # BenchMARL evaluates at its multiples only
+        parser.error(f"--frames {args.frames}: expected a multiple of {EVAL_EVERY_FRAMES}, so that every run ends with "
+                     "an evaluation")
     missing = [(out, command) for out, command in plan(args) if not finished(out)]
     if args.dry_run:
         for _, command in missing:
