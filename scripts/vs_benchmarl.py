@@ -129,6 +129,8 @@ def plan(args: argparse.Namespace) -> list[tuple[Path, list[str]]]:
                                str(args.frames), str(out)]
                 else:
                     command = our_command(algo, task, seed, args.frames, out, args.marl_grpo)
+                    if (out / "checkpoint").is_dir():  # cut off earlier: continue it (a BenchMARL run starts over)
+                        command.append("--resume")
                 runs.append((out, command))
     return runs
 
