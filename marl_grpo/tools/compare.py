@@ -494,7 +494,8 @@ def write_report(root: Path, algos: tuple[str, ...], metric: Metric | None = Non
         row["parameters"] = {k: v for k, v in first.items() if k.endswith("_parameters")}
         summary[algo] = row
     titles = [f"{metric.tag} vs env steps", f"{metric.tag} vs wall-clock time", "charts/episodic_return"]
-    xlabels = ["env steps (match-steps)", "wall-clock minutes (evaluation included)", "env steps (match-steps)"]
+    steps = "env steps (match-steps)" if metric.key == "win_rate" else "env steps"  # a soccer env step is a match-step
+    xlabels = [steps, "wall-clock minutes (evaluation included)", steps]
     for ax, title, xlabel in zip(axes, titles, xlabels):
         ax.set_title(title)
         ax.set_xlabel(xlabel)
