@@ -89,19 +89,25 @@ class SoccerTrainer(Trainer):
             folder = Path(cfg.log_dir) / cfg.name / LEAGUE_DIR if world.is_main else None
             self.league = League(cfg, env, self.policy, block, folder, rank=world.rank)
         if cfg.opponent in ("self", "league"):
-            self.opponent = self.league
+            opponent = self.league
         elif is_checkpoint_opponent(cfg.opponent):
-            self.opponent = load_opponent(cfg.opponent, env.config, seed=cfg.seed, device=device)
+            opponent = load_opponent(cfg.opponent, env.config, seed=cfg.seed, device=device)
         else:
-            self.opponent = make_bot(cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed,
-                                     device=device, compile=cfg.compile_bots)
-        self.collector = make_collector(env, self.policy, self.opponent, self.learner, cfg, world)
-        self.optimizer, self.parameters = self.learner.optimizer, self.learner.parameters
-        if checkpoint is not None:
-            saved, _ = load_policy(checkpoint, device=device, env_config=env.config)
-            self.policy.load_state_dict(saved.state_dict())
+            opponent = make_bot(cfg.opponent, env.config, strength=cfg.opponent_strength, seed=cfg.seed,
+                                device=device, compile=cfg.compile_bots)
+        self._start(opponent, world, checkpoint, env.config)
         self.exploiters = [self._make_exploiter(k, world) for k in range(cfg.league_exploiters)] \
             if self.league is not None else []
+
+    def _start(self, opponent: Any, world: World, checkpoint: Path | None, env_config: Any = None) -> None:
+        """The rollout of the learner against `opponent`, and the saved weights of `checkpoint` (resume;
+        with `env_config`, checked to fit the soccer env's observations)."""
+        self.opponent = opponent
+        self.collector = make_collector(self.env, self.policy, opponent, self.learner, self.cfg, world)
+        self.optimizer, self.parameters = self.learner.optimizer, self.learner.parameters
+        if checkpoint is not None:
+            saved, _ = load_policy(checkpoint, device=self.env.device, env_config=env_config)
+            self.policy.load_state_dict(saved.state_dict())
         self.recent_returns: list[float] = []
 
     def _make_exploiter(self, index: int, world: World) -> MainExploiter:
@@ -240,14 +246,9 @@ class EnvTrainer(SoccerTrainer):
         if cfg.learner.uses_groups:
             check_groups(cfg, env)
         self.policy = SoccerPolicy(env.obs_dim, hidden=cfg.hidden, num_actions=env.num_actions, device=device)
-        self.learner = cfg.learner(self.policy, cfg, env)
-        self.league, self.opponent, self.exploiters = None, None, []
-        self.collector = make_collector(env, self.policy, None, self.learner, cfg, world)
-        self.optimizer, self.parameters = self.learner.optimizer, self.learner.parameters
-        if checkpoint is not None:
-            saved, _ = load_policy(checkpoint, device=device)
-            self.policy.load_state_dict(saved.state_dict())
-        self.recent_returns = []
+        self.learner = cfg.learner(self.policy, cfg, env)  # the critic reads the env's widths
+        self.league, self.exploiters = None, []
+        self._start(None, world, checkpoint)  # the policy plays every agent
         self.env_meta = {"name": cfg.env, "kwargs": kwargs, "num_agents": env.num_agents, "num_actions": env.num_actions,
                          "max_steps": env.max_steps}
 
