@@ -34,7 +34,7 @@ builds the env of a spec.
 from __future__ import annotations
 
 import ast
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 
@@ -70,6 +70,27 @@ class TeamVecEnv(Protocol):
     def get_state(self) -> dict[str, Any]: ...
 
     def set_state(self, snapshot: dict[str, Any]) -> torch.Tensor: ...
+
+
+@torch.no_grad()
+def play_once(env: Any, act: Callable[[torch.Tensor], torch.Tensor], seed: int, key: str) -> torch.Tensor:
+    """Reset `env` from `seed` and step it with `act(obs [B, N, D]) -> actions [B, N]` until each of
+    its B copies has ended once; returns `infos[key]` of each copy at its first end (soccer's
+    `final_score` [B, 2], `episode_return` [B, N]). A copy is reset as soon as it ends, so its later
+    steps (a new episode nobody counts) are ignored. Raises if a copy has not ended within
+    `env.max_steps` steps."""
+    obs = env.reset(seed=seed)
+    ended = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
+    result = None
+    for _ in range(env.max_steps):
+        obs, _, terminated, truncated, infos = env.step(act(obs))
+        new = (terminated | truncated) & ~ended
+        value = infos[key]
+        result = torch.where(new.view(-1, *[1] * (value.dim() - 1)), value, value if result is None else result)
+        ended |= new
+        if bool(ended.all()):
+            return result
+    raise RuntimeError(f"{int((~ended).sum())} of {env.num_envs} episodes did not end within max_steps={env.max_steps}")
 
 
 def parse_env_spec(spec: str) -> tuple[str, str]:

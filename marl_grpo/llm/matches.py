@@ -23,6 +23,7 @@ import torch
 from marl_grpo.agents import make_bot
 from marl_grpo.agents.llm_player import LLMPlayer
 from marl_grpo.envs import SoccerVecEnv
+from marl_grpo.envs.team import play_once
 from marl_grpo.run.files import EVAL_SEED
 from marl_grpo.run.intervals import bootstrap_mean_interval, wilson_interval
 
@@ -51,20 +52,15 @@ def evaluate_lineup(player: LLMPlayer | None, seats: list[int], env_kwargs: dict
     before = (player.decisions, player.invalid, player.generate_calls, player.seconds) if player else None
     if player is not None:
         player.reset()
-    ended = torch.zeros(matches, dtype=torch.bool, device=env.device)
-    score = torch.zeros(matches, 2, dtype=torch.long, device=env.device)
-    start = time.perf_counter()
-    obs = env.reset(seed=seed)
-    for _ in range(config.max_cycles):
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
         actions = torch.cat([mates.act(obs)[:, :n_blue], others.act(obs)[:, n_blue:]], 1)
         if player is not None:
             actions[:, seat_index] = player.act(obs[:, seat_index])
-        obs, _, terminated, truncated, infos = env.step(actions)
-        new = (terminated | truncated) & ~ended
-        score = torch.where(new[:, None], infos["final_score"].long(), score)
-        ended |= new
-        if bool(ended.all()):
-            break
+        return actions
+
+    start = time.perf_counter()
+    score = play_once(env, act, seed, "final_score").long()
     seconds = time.perf_counter() - start
     env.close()
     score = score.cpu().numpy()

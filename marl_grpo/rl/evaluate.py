@@ -8,7 +8,7 @@ import torch
 
 from marl_grpo.agents import SoccerPolicy, make_bot
 from marl_grpo.envs import SoccerVecEnv
-from marl_grpo.envs.team import TeamVecEnv
+from marl_grpo.envs.team import TeamVecEnv, play_once
 from marl_grpo.run.files import EVAL_SEED
 
 
@@ -28,19 +28,10 @@ def final_scores(blue: Callable[[torch.Tensor], torch.Tensor], env_kwargs: dict[
     env = SoccerVecEnv(num_envs=matches, device=device, **env_kwargs)
     bot = make_bot(opponent, env.config, strength=strength, seed=seed, device=device, compile=compile_bot)
     n_blue = env.config.n_blue
-    ended = torch.zeros(matches, dtype=torch.bool, device=env.device)
-    score = torch.zeros(matches, 2, dtype=torch.long, device=env.device)
-    obs = env.reset(seed=seed)
-    for _ in range(env.config.max_cycles):
-        actions = torch.cat([blue(obs[:, :n_blue]), bot.act(obs[:, n_blue:])], 1)
-        obs, _, terminated, truncated, infos = env.step(actions)
-        new = (terminated | truncated) & ~ended
-        score = torch.where(new[:, None], infos["final_score"].long(), score)
-        ended |= new
-        if bool(ended.all()):
-            break
+    score = play_once(env, lambda obs: torch.cat([blue(obs[:, :n_blue]), bot.act(obs[:, n_blue:])], 1), seed,
+                      "final_score")
     env.close()
-    return score
+    return score.long()
 
 
 def policy_player(policy: SoccerPolicy, seed: int, deterministic: bool = False) \
@@ -82,18 +73,6 @@ def mean_return(policy: SoccerPolicy, env: TeamVecEnv, seed: int = EVAL_SEED,
     seed), the policy sampling with a generator of its own seeded with `seed` (or, deterministic,
     taking its most likely action); returns the mean
     over episodes of the agents' mean return, and its standard error."""
-    obs = env.reset(seed=seed)
-    act = policy_player(policy, seed, deterministic)
-    returns = torch.zeros(env.num_envs, device=env.device)
-    ended = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
-    for _ in range(env.max_steps):
-        obs, _, terminated, truncated, infos = env.step(act(obs))
-        new = (terminated | truncated) & ~ended
-        returns = torch.where(new, infos["episode_return"].mean(-1), returns)
-        ended |= new
-        if bool(ended.all()):
-            break
-    if not bool(ended.all()):
-        raise RuntimeError(f"{int((~ended).sum())} evaluation episode(s) did not end within max_steps={env.max_steps}")
+    returns = play_once(env, policy_player(policy, seed, deterministic), seed, "episode_return").mean(-1)
     sem = returns.std() / env.num_envs ** 0.5 if env.num_envs > 1 else torch.tensor(0.0)
     return {"eval/return": float(returns.mean()), "eval/return_sem": float(sem)}

@@ -48,6 +48,7 @@ from marl_grpo.agents import BOT_NAMES, SoccerPolicy, make_bot
 from marl_grpo.agents.checkpoint import load_policy, read_config, soccer_env
 from marl_grpo.envs import SoccerConfig, SoccerVecEnv
 from marl_grpo.envs.backend import resolve_device
+from marl_grpo.envs.team import play_once
 from marl_grpo.run.config import check_int
 from marl_grpo.run.files import EVAL_SEED
 
@@ -335,21 +336,14 @@ def play_pair(env: SoccerVecEnv, first: SidePlayer, second: SidePlayer, seed: in
         raise ValueError(f"a tournament plays even teams, got {env.config.n_blue}v{env.config.n_red}")
     B = env.num_envs
     first_blue = torch.arange(B, device=env.device) < B // 2
-    ended = torch.zeros(B, dtype=torch.bool, device=env.device)
-    score = torch.zeros(B, 2, dtype=torch.long, device=env.device)
-    obs = env.reset(seed=seed)
-    for _ in range(env.config.max_cycles):
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
         first_side, second_side = first(obs, first_blue), second(obs, ~first_blue)
         blue = torch.where(first_blue[:, None], first_side, second_side)
         red = torch.where(first_blue[:, None], second_side, first_side)
-        obs, _, terminated, truncated, infos = env.step(torch.cat([blue, red], 1))
-        new = (terminated | truncated) & ~ended
-        score = torch.where(new[:, None], infos["final_score"].long(), score)
-        ended |= new
-        if bool(ended.all()):
-            break
-    if not bool(ended.all()):
-        raise RuntimeError(f"{int((~ended).sum())} matches did not end within max_cycles={env.config.max_cycles}")
+        return torch.cat([blue, red], 1)
+
+    score = play_once(env, act, seed, "final_score").long()
     return PairResult(first_blue=first_blue.cpu().numpy(), score=score.cpu().numpy())
 
 
