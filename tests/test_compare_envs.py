@@ -92,6 +92,21 @@ def test_dry_run_passes_the_env_and_its_settings_to_every_train_command(tmp_path
         assert parsed == run  # the same run
 
 
+def test_a_time_limit_given_at_the_presets_value_still_overrides_the_tasks_own(tmp_path, capsys):
+    value = str(PRESETS["2v2"].max_cycles)
+    argv = ["--train.log-dir", str(tmp_path), "--dry-run", *TINY_SPREAD, "--train.max-cycles", value]
+    main(["compare", *argv])
+    lines = capsys.readouterr().out.strip().splitlines()
+    runs = run_configs(parse_with_preset(argv, COMPARE_PRESETS, "2v2", "marl-grpo compare", ""))
+    for line, run in zip(lines, runs):
+        assert "max_cycles" in run.given and f"--max-cycles {value}" in line
+        parsed = parse_with_preset(shlex.split(line)[2:], PRESETS, "2v2", "marl-grpo train", "")
+        assert "max_cycles" in parsed.given
+    # not given: the runs keep the task's own time limit
+    runs = run_configs(parse_with_preset(argv[:-2], COMPARE_PRESETS, "2v2", "marl-grpo compare", ""))
+    assert all("max_cycles" not in run.given for run in runs)
+
+
 def test_vmas_settings_reach_the_runs_and_soccer_options_are_refused_with_another_env(tmp_path, capsys):
     main(["compare", "--name", "nav", "--train.env", "vmas:navigation", "--train.env-kwargs", "n_agents=2",
           "--dry-run"])

@@ -49,6 +49,11 @@ def parse_config(cls: type[ConfigT], argv: list[str], command: str, default: Con
     with deferred_validation():
         cfg = tyro.cli(cls, default=default, args=argv, prog=prog or command, description=description)
     checks = [getattr(cfg, "validate", None)]
+    for f in dataclasses.fields(cls):  # a nested run config (compare's --train.*): the options under its prefix
+        nested = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(nested) and "given" in {g.name for g in dataclasses.fields(nested)}:
+            prefix = f"--{f.name.replace('_', '-')}."
+            nested.given = given_fields(["--" + t[len(prefix):] for t in argv if t.startswith(prefix)], type(nested))
     if "given" in {f.name for f in dataclasses.fields(cls)}:
         cfg.given = given_fields(argv, cls)
         if not cfg.resume:  # a resumed run is checked with its saved settings (`resume_config`)

@@ -209,8 +209,8 @@ def train_command(cfg: TrainConfig, base: str | None = None) -> str:
     args = ["marl-grpo", "train", "--preset", base]
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if not f.compare or value == getattr(default, f.name) or f.name in unread:  # compare=False: not settings
-            continue
+        if not f.compare or f.name in unread or (value == getattr(default, f.name) and f.name not in (cfg.given or ())):
+            continue  # compare=False: not settings; a given setting is written even at the preset's value
         flag = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
             args.append(flag if value else f"--no-{flag[2:]}")
