@@ -192,12 +192,11 @@ def report(args: argparse.Namespace) -> str:
     for t, task in enumerate(args.tasks):
         finals, likely = {}, {}
         for algo in (*BENCHMARL_ALGOS, *OUR_ALGOS):
-            curves = [read_curve(out / task / algo / f"seed{s}") for s in range(1, args.seeds + 1)
-                      if finished(out / task / algo / f"seed{s}")]
-            if not curves:
-                continue
             runs = [out / task / algo / f"seed{s}" for s in range(1, args.seeds + 1)
                     if finished(out / task / algo / f"seed{s}")]
+            if not runs:
+                continue
+            curves = [read_curve(run) for run in runs]
             finals[algo] = np.array([[c["return"][-1]] for c in curves])
             likely[algo] = np.array([[most_likely_return(run, args.marl_grpo)] for run in runs])
             walls = [c["seconds"][-1] for c in curves]

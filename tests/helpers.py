@@ -1,4 +1,8 @@
-"""Helpers shared by the env tests."""
+"""Helpers shared by the tests."""
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -24,3 +28,11 @@ def scripted_action(o: np.ndarray, lay: dict) -> int:
         target = b + side * s * 0.1 - d * 0.05
     v = target - p
     return 1 + int(np.round(np.arctan2(v[1], v[0]) / (np.pi / 4))) % 8
+
+
+def load_script(name: str) -> ModuleType:
+    """`scripts/<name>.py` imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

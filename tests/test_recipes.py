@@ -7,17 +7,15 @@ tested here (RLlib's render call).
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from marl_grpo.envs import INFO_KEYS, REWARD_COMPONENTS, soccer_v0
+from helpers import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "recipe_torchrl.py"
 pytestmark = [
     pytest.mark.filterwarnings("ignore:PettingZoo in TorchRL is tested:UserWarning"),
     pytest.mark.filterwarnings("ignore:Creating .* which inherits from WeightUpdaterBase:DeprecationWarning"),
@@ -27,10 +25,7 @@ COMPONENT_KEYS = [f"reward_{name}" for name in REWARD_COMPONENTS]
 
 @pytest.fixture(scope="module")
 def recipe():
-    spec = importlib.util.spec_from_file_location("recipe_torchrl", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("recipe_torchrl")
 
 
 def check_infos(data, groups: dict[str, list[str]], steps: int) -> None:

@@ -3,7 +3,6 @@ BenchMARL needed: its runs are faked by their `curve.json`, ours by their event 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -13,16 +12,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 from marl_grpo.rl import PRESETS
 from marl_grpo.run.presets import parse_with_preset
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "vs_benchmarl.py"
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def vs():
-    spec = importlib.util.spec_from_file_location("vs_benchmarl", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("vs_benchmarl")
 
 
 def fake_benchmarl(out: Path, returns: list[float], seconds: list[float]) -> None:
