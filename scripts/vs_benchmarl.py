@@ -164,11 +164,9 @@ def read_curve(out: Path) -> dict[str, list[float]]:
 
 
 def most_likely_return(out: Path, marl_grpo: str) -> float:
-    """A run's final return with its most likely actions, as BenchMARL evaluates: BenchMARL's own final
-    evaluation (10 episodes); ours: `marl-grpo eval --deterministic` of the final checkpoint on
-    `MOST_LIKELY_EPISODES` held-out episodes (computed once, kept in `most_likely.json`)."""
-    if (out / CURVE_FILE).is_file():
-        return read_curve(out)["return"][-1]
+    """Our run's final return with its most likely actions, as BenchMARL evaluates (its own final
+    evaluation, 10 episodes, is already that): `marl-grpo eval --deterministic` of the final checkpoint
+    on `MOST_LIKELY_EPISODES` held-out episodes (computed once, kept in `most_likely.json`)."""
     if not (out / MOST_LIKELY_FILE).is_file():
         text = subprocess.run([marl_grpo, "eval", str(out / "checkpoint"), "--deterministic", "--matches",
                                str(MOST_LIKELY_EPISODES)], capture_output=True, text=True, check=True).stdout
@@ -198,7 +196,8 @@ def report(args: argparse.Namespace) -> str:
                 continue
             curves = [read_curve(run) for run in runs]
             finals[algo] = np.array([[c["return"][-1]] for c in curves])
-            likely[algo] = np.array([[most_likely_return(run, args.marl_grpo)] for run in runs])
+            likely[algo] = finals[algo] if algo in BENCHMARL_ALGOS else \
+                np.array([[most_likely_return(run, args.marl_grpo)] for run in runs])
             walls = [c["seconds"][-1] for c in curves]
             results.setdefault(task, {})[algo] = {"final_returns": finals[algo][:, 0].tolist(),
                                                   "most_likely_returns": likely[algo][:, 0].tolist(),
